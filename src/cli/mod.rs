@@ -1,0 +1,74 @@
+//! The `alos` command line (clap). Each subcommand has its own module.
+
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::Subcommand;
+
+/// Exit codes (DESIGN.md section 8).
+pub mod exit {
+  pub const OK: u8 = 0;
+  pub const SCRIPT_ERROR: u8 = 1;
+  pub const USAGE: u8 = 2;
+  pub const PERMISSION_DENIED: u8 = 3;
+  pub const LIMIT_EXCEEDED: u8 = 4;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+  name = "alos",
+  version,
+  about = "A library-OS runtime for long-running, capability-controlled LLM agents",
+  long_about = "alos runs TypeScript agent scripts and tools in isolates whose only authority is \
+                the syscall broker: every file, process, network or human interaction is a \
+                capability-checked, audited kernel primitive."
+)]
+pub struct Cli {
+  /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+  #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+  verbose: u8,
+
+  #[command(subcommand)]
+  command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+  Run(run::RunArgs),
+}
+
+fn init_tracing(verbose: u8) {
+  let default = match verbose {
+    0 => "warn",
+    1 => "info",
+    2 => "debug",
+    _ => "trace",
+  };
+  let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+  let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn main() -> ExitCode {
+  let cli = match Cli::try_parse() {
+    Ok(cli) => cli,
+    Err(e) => {
+      // clap prints help/version to stdout with exit 0, and usage errors with exit 2.
+      let _ = e.print();
+      return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+    }
+  };
+  init_tracing(cli.verbose);
+  let code = match cli.command {
+    Command::Run(args) => run::run(args),
+  };
+  ExitCode::from(code)
+}
+
+/// Prints a usage error and returns its exit code.
+pub(crate) fn usage_error(message: impl std::fmt::Display) -> u8 {
+  eprintln!("error: {message}");
+  exit::USAGE
+}

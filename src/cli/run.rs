@@ -1,0 +1,206 @@
+//! `alos run SCRIPT`: run an agent script as a root AgentProcess.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+
+use super::exit;
+use super::usage_error;
+use crate::engine::Isolate;
+use crate::engine::IsolateLimits;
+use crate::engine::IsolateSpec;
+use crate::engine::Outcome;
+use crate::engine::Termination;
+use crate::kernel::capability::Capability;
+use crate::kernel::grant::GrantSource;
+use crate::kernel::policy::Effect;
+use crate::kernel::policy::Policy;
+use crate::kernel::policy::Rule;
+use crate::kernel::policy::RuleSource;
+use crate::kernel::process::ExitStatus;
+use crate::kernel::process::ProcessLimits;
+use crate::kernel::Kernel;
+use crate::kernel::KernelConfig;
+use crate::kernel::ProcessSpec;
+use crate::provider::clock::SystemClock;
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  alos run examples/hello/agent.ts --allow 'fs.read:data/**' --allow 'fs.write:out/**'
+  alos run agent.ts --allow fs.read --deny 'fs.read:secrets/**' --timeout 30s -- --verbose
+  alos run agent.ts --json
+
+Capabilities (KIND[:RESOURCE]): fs.read:PATH fs.write:PATH fs.delete:PATH (workspace-relative
+globs; * is one path segment, ** any number), mem.read:NS mem.write:NS shell:PROGRAM
+net:HOST[:PORT] model:PROVIDER/MODEL human.ask tool.register tool.call:NAME proc.spawn
+proc.signal event.emit:TOPIC event.wait:TOPIC. Everything not allowed is denied.
+
+Exit codes: 0 ok, 1 script error, 2 usage error, 3 permission denied, 4 limit exceeded.")]
+pub struct RunArgs {
+  /// The agent script (.ts, .mts, .js or .mjs). It may import modules beside it.
+  script: PathBuf,
+
+  /// Grant a capability to the process (repeatable).
+  #[arg(long = "allow", value_name = "CAP", value_parser = parse_capability)]
+  allow: Vec<Capability>,
+
+  /// Deny a capability, whatever is granted (repeatable; deny always wins).
+  #[arg(long = "deny", value_name = "CAP", value_parser = parse_capability)]
+  deny: Vec<Capability>,
+
+  /// The workspace: the only directory the process's paths can reach.
+  #[arg(long, value_name = "DIR", default_value = ".")]
+  workspace: PathBuf,
+
+  /// Where alos keeps its state (default: .alos/ in the workspace). No capability reaches it.
+  #[arg(long, value_name = "DIR")]
+  state: Option<PathBuf>,
+
+  /// Wall-clock limit for the whole run, e.g. 30s, 5m, 500ms.
+  #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+  timeout: Option<Duration>,
+
+  /// Heap limit of the script's isolate, in MiB.
+  #[arg(long = "heap-mb", value_name = "N", value_parser = clap::value_parser!(u32).range(8..=65536))]
+  heap_mb: Option<u32>,
+
+  /// Maximum number of syscalls the process may make.
+  #[arg(long = "max-syscalls", value_name = "N")]
+  max_syscalls: Option<u64>,
+
+  /// Largest file the process may read, in bytes.
+  #[arg(long = "max-read-bytes", value_name = "N", default_value_t = 64 << 20)]
+  max_read_bytes: u64,
+
+  /// Print one JSON object describing how the process ended (stdout), instead of text.
+  #[arg(long)]
+  json: bool,
+
+  /// Arguments for the script (`libos.args`), after `--`.
+  #[arg(last = true, value_name = "ARGS")]
+  args: Vec<String>,
+}
+
+fn parse_capability(text: &str) -> Result<Capability, String> {
+  text.parse::<Capability>().map_err(|e| e.to_string())
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+  humantime::parse_duration(text).map_err(|e| format!("invalid duration \"{text}\": {e} (examples: 30s, 5m, 500ms)"))
+}
+
+pub fn run(args: RunArgs) -> u8 {
+  let entry = match args.script.canonicalize() {
+    Ok(path) if path.is_file() => path,
+    Ok(path) => return usage_error(format!("script {} is not a file", path.display())),
+    Err(e) => return usage_error(format!("cannot open script {}: {e}", args.script.display())),
+  };
+  let workspace = match args.workspace.canonicalize() {
+    Ok(path) if path.is_dir() => path,
+    Ok(path) => return usage_error(format!("workspace {} is not a directory", path.display())),
+    Err(e) => return usage_error(format!("cannot open workspace {}: {e}", args.workspace.display())),
+  };
+  let state_dir = match &args.state {
+    Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+    None => workspace.join(".alos"),
+  };
+
+  let mut policy = Policy::default();
+  for capability in args.deny {
+    policy.push(Rule { effect: Effect::Deny, capability, source: RuleSource::Cli });
+  }
+  let kernel = match Kernel::open(KernelConfig {
+    workspace,
+    state_dir,
+    policy,
+    clock: Arc::new(SystemClock),
+    max_read_bytes: args.max_read_bytes,
+  }) {
+    Ok(kernel) => kernel,
+    Err(e) => return usage_error(e),
+  };
+
+  let pid = match kernel.spawn_root(ProcessSpec {
+    image: args.script.display().to_string(),
+    args: args.args,
+    grants: args.allow.into_iter().map(|cap| (cap, GrantSource::Cli)).collect(),
+    limits: ProcessLimits { max_syscalls: args.max_syscalls },
+  }) {
+    Ok(pid) => pid,
+    Err(e) => {
+      eprintln!("error: {e}");
+      return exit::SCRIPT_ERROR;
+    }
+  };
+  tracing::info!(%pid, script = %entry.display(), "starting");
+
+  let limits = IsolateLimits {
+    heap_bytes: args.heap_mb.map(|mb| mb as usize * 1024 * 1024),
+    wall_time: args.timeout,
+  };
+  let spec = IsolateSpec {
+    pid: pid.clone(),
+    entry,
+    broker: Arc::new(kernel.clone()),
+    limits,
+    builtins: &[],
+  };
+  let attach_kernel = kernel.clone();
+  let attach_pid = pid.clone();
+  let isolate = Isolate::start(spec, move |stopper| {
+    let stopper = stopper.clone();
+    attach_kernel.attach(&attach_pid, Box::new(move || stopper.stop()));
+  });
+  let outcome = match isolate {
+    Ok(isolate) => isolate.join(),
+    Err(e) => Outcome::Failed { class: None, text: format!("cannot start the isolate: {e}") },
+  };
+  let status = kernel.finish(&pid, exit_status(outcome)).unwrap_or(ExitStatus::Killed {
+    reason: "the process record was lost".to_string(),
+  });
+  report(&pid, &status, args.json)
+}
+
+fn exit_status(outcome: Outcome) -> ExitStatus {
+  match outcome {
+    Outcome::Finished => ExitStatus::Ok { result: serde_json::Value::Null },
+    Outcome::Failed { class, text } => ExitStatus::Error { class, error: text },
+    Outcome::Terminated(Termination::WallTime(limit)) => ExitStatus::LimitExceeded {
+      limit: format!("timeout: the script ran longer than {}", humantime::format_duration(limit)),
+    },
+    Outcome::Terminated(Termination::Heap(bytes)) => ExitStatus::LimitExceeded {
+      limit: format!("heap: the script used more than its {} MiB heap", bytes / (1024 * 1024)),
+    },
+    Outcome::Terminated(Termination::Stopped) => ExitStatus::Killed { reason: "stopped by the kernel".to_string() },
+  }
+}
+
+fn report(pid: &str, status: &ExitStatus, json: bool) -> u8 {
+  let code = match status {
+    ExitStatus::Ok { .. } => exit::OK,
+    ExitStatus::Error { class: Some(class), .. } if class == "PermissionDenied" => exit::PERMISSION_DENIED,
+    ExitStatus::Error { .. } | ExitStatus::Killed { .. } => exit::SCRIPT_ERROR,
+    ExitStatus::LimitExceeded { .. } => exit::LIMIT_EXCEEDED,
+  };
+  if json {
+    let mut out = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    out["pid"] = json!(pid);
+    out["exit_code"] = json!(code);
+    println!("{out}");
+    return code;
+  }
+  match status {
+    ExitStatus::Ok { result } if !result.is_null() => {
+      println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+    }
+    ExitStatus::Ok { .. } => {}
+    ExitStatus::Error { error, .. } => eprintln!("error: {error}"),
+    ExitStatus::LimitExceeded { limit } => eprintln!("error: process {pid} stopped: limit exceeded: {limit}"),
+    ExitStatus::Killed { reason } => eprintln!("error: process {pid} was killed: {reason}"),
+  }
+  code
+}

@@ -1,0 +1,13 @@
+//! The deno_core embedding: isolates on their own threads, under limits, loading
+//! TypeScript through a confined module loader. The engine knows how to run a script;
+//! it decides nothing about authority — every op goes to the broker.
+
+pub mod isolate;
+pub mod loader;
+
+pub use isolate::Isolate;
+pub use isolate::IsolateLimits;
+pub use isolate::IsolateSpec;
+pub use isolate::Outcome;
+pub use isolate::Stopper;
+pub use isolate::Termination;

@@ -1,0 +1,390 @@
+//! The one dispatch point. Every syscall of every process passes through
+//! [`Kernel::dispatch`], in this order: decode → account → resolve the resource →
+//! policy/capability check → perform via a provider → audit record.
+//! A definite denial happens before anything about the target is looked at.
+
+use base64::Engine as _;
+use serde_json::json;
+use serde_json::Value;
+
+use super::audit::digest;
+use super::audit::Actor;
+use super::audit::Entry;
+use super::audit::Verdict;
+use super::capability::Kind;
+use super::capability::Request;
+use super::error::SyscallError;
+use super::lock;
+use super::policy::Decision;
+use super::policy::DeniedBy;
+use super::process::ExitStatus;
+use super::process::State;
+use super::syscall::Syscall;
+use super::Kernel;
+use crate::provider::clock::rfc3339;
+use crate::provider::fs::FsError;
+use crate::provider::fs::Kind as EntryKind;
+use crate::provider::fs::WriteMode;
+use crate::provider::fs::WsPath;
+
+/// What a syscall needs, once its resource is resolved.
+struct Access {
+  /// The authority it needs, if any.
+  request: Option<Request>,
+  /// The workspace path it touches, if any.
+  path: Option<WsPath>,
+}
+
+/// The caller, as the audit record names it.
+struct Who {
+  lineage: Vec<String>,
+  cwd: WsPath,
+}
+
+impl Kernel {
+  pub(super) fn dispatch(&self, pid: &str, name: &str, args: Value) -> Result<Value, SyscallError> {
+    let args_digest = digest(args.to_string().as_bytes());
+    let who = self.account(pid, name, &args_digest)?;
+    let audit = |request: Option<&Request>, decision: Verdict, decided_by: Option<String>, outcome: String| {
+      self.record(Entry {
+        time: rfc3339(self.0.clock.now_ms()),
+        pid: pid.to_string(),
+        lineage: who.lineage.clone(),
+        actor: Actor::Process,
+        syscall: name.to_string(),
+        capability: request.and_then(Request::suggestion).map(|c| c.to_string()),
+        resource: request.map(|r| r.resource.clone()),
+        decision,
+        decided_by,
+        args_digest: args_digest.clone(),
+        outcome,
+      })
+    };
+
+    let call = match Syscall::decode(name, args) {
+      Ok(call) => call,
+      Err(e) => {
+        audit(None, Verdict::None, None, outcome_of(&Err::<Value, _>(e.clone())))?;
+        return Err(e);
+      }
+    };
+    let access = match resolve(&call, &who.cwd) {
+      Ok(access) => access,
+      Err(e) => {
+        audit(None, Verdict::Deny, Some("path resolution".into()), outcome_of(&Err::<Value, _>(e.clone())))?;
+        return Err(e);
+      }
+    };
+
+    let decided_by = match &access.request {
+      None => None,
+      Some(request) => match self.decide(pid, name, request, &digest(call_digest_input(&call).as_bytes())) {
+        Ok(by) => Some(by),
+        Err(denial) => {
+          let by = match &denial {
+            SyscallError::PermissionDenied { reason, .. } => Some(reason.clone()),
+            _ => None,
+          };
+          audit(Some(request), Verdict::Deny, by, outcome_of(&Err::<Value, _>(denial.clone())))?;
+          return Err(denial);
+        }
+      },
+    };
+
+    let result = self.perform(pid, &call, access.path.as_ref());
+    if call.is_audited() {
+      let verdict = if access.request.is_some() { Verdict::Allow } else { Verdict::None };
+      audit(access.request.as_ref(), verdict, decided_by, outcome_of(&result))?;
+    }
+    if let Syscall::Exit { result: value } = &call {
+      self.stop(pid, ExitStatus::Ok { result: value.clone() });
+    }
+    result
+  }
+
+  /// Counts the syscall against the process's budget; a process over budget is stopped.
+  fn account(&self, pid: &str, name: &str, args_digest: &str) -> Result<Who, SyscallError> {
+    let mut processes = lock(&self.0.processes);
+    let process = processes
+      .get_mut(pid)
+      .ok_or_else(|| SyscallError::InvalidArgument(format!("{name}: no such process {pid}")))?;
+    if process.state != State::Running {
+      return Err(SyscallError::InvalidArgument(format!("{name}: process {pid} has exited")));
+    }
+    process.syscalls += 1;
+    let who = Who { lineage: process.lineage.clone(), cwd: process.cwd.clone() };
+    let over = process.limits.max_syscalls.filter(|max| process.syscalls > *max);
+    drop(processes);
+    if let Some(max) = over {
+      let error = SyscallError::LimitExceeded(format!(
+        "{name}: process {pid} has used its budget of {max} syscalls; raise it with --max-syscalls"
+      ));
+      self.record(Entry {
+        time: rfc3339(self.0.clock.now_ms()),
+        pid: pid.to_string(),
+        lineage: who.lineage.clone(),
+        actor: Actor::System,
+        syscall: name.to_string(),
+        capability: None,
+        resource: None,
+        decision: Verdict::Deny,
+        decided_by: Some(format!("limit max_syscalls={max}")),
+        args_digest: args_digest.to_string(),
+        outcome: outcome_of(&Err::<Value, _>(error.clone())),
+      })?;
+      self.stop(pid, ExitStatus::LimitExceeded { limit: format!("max_syscalls={max}") });
+      return Err(error);
+    }
+    Ok(who)
+  }
+
+  /// The policy decision for one request: `Ok(what allowed it)` or a denial that says
+  /// what would allow it.
+  fn decide(&self, pid: &str, syscall: &str, request: &Request, op_digest: &str) -> Result<String, SyscallError> {
+    let now = self.0.clock.now_ms();
+    let processes = lock(&self.0.processes);
+    let grants = processes.get(pid).map(|p| p.grants.as_slice()).unwrap_or(&[]);
+    let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
+    let attempt = format!("{syscall} \"{}\"", display_resource(request));
+    let (reason, message) = match self.0.policy.decide(grants, request, op_digest, now) {
+      Decision::Allowed { by } => return Ok(by.to_string()),
+      Decision::Denied { by: DeniedBy::Rule(rule) } => (
+        format!("rule \"{rule}\""),
+        format!("{attempt} denied by rule \"{rule}\""),
+      ),
+      Decision::Denied { by: DeniedBy::NoGrant { .. } } => (
+        "no grant".to_string(),
+        format!(
+          "{attempt} denied: it needs {needed} and no grant of this process covers it. \
+           To allow it, run with --allow {needed}{}",
+          glob_hint(request)
+        ),
+      ),
+      Decision::Ask { rule } => (
+        format!("rule \"{rule}\" (no human channel)"),
+        format!("{attempt} needs a human's approval (rule \"{rule}\"), and no human channel is attached"),
+      ),
+    };
+    Err(SyscallError::PermissionDenied { syscall: syscall.to_string(), capability: needed, reason, message })
+  }
+
+  fn perform(&self, pid: &str, call: &Syscall, path: Option<&WsPath>) -> Result<Value, SyscallError> {
+    let ws = &self.0.workspace;
+    let path = || path.expect("resolve() gives every fs syscall a path");
+    let fs_error = |e: FsError| fs_error(call.name(), e);
+    match call {
+      Syscall::ProcSelf => {
+        let processes = lock(&self.0.processes);
+        let p = processes.get(pid).ok_or_else(|| SyscallError::NotFound(format!("no such process {pid}")))?;
+        Ok(json!({ "pid": p.pid, "args": p.args, "cwd": p.cwd.to_string() }))
+      }
+      Syscall::Exit { .. } => Ok(Value::Null),
+      Syscall::Now => Ok(json!(self.0.clock.now_ms())),
+      Syscall::Random => Ok(json!(rand::random::<f64>())),
+      Syscall::Cwd => {
+        let processes = lock(&self.0.processes);
+        Ok(json!(processes.get(pid).map(|p| p.cwd.to_string()).unwrap_or_default()))
+      }
+      Syscall::ReadText { .. } => {
+        let bytes = ws.read(path(), self.0.max_read_bytes).map_err(fs_error)?;
+        String::from_utf8(bytes).map(Value::String).map_err(|e| {
+          SyscallError::InvalidArgument(format!(
+            "fs.readText: \"{}\" is not UTF-8 text (invalid byte at offset {}); read it with libos.fs.readBytes",
+            path(),
+            e.utf8_error().valid_up_to()
+          ))
+        })
+      }
+      Syscall::ReadBytes { .. } => {
+        let bytes = ws.read(path(), self.0.max_read_bytes).map_err(fs_error)?;
+        Ok(json!(base64::engine::general_purpose::STANDARD.encode(bytes)))
+      }
+      Syscall::WriteText { text, append, .. } => {
+        ws.write(path(), text.as_bytes(), write_mode(*append)).map_err(fs_error)?;
+        Ok(Value::Null)
+      }
+      Syscall::WriteBytes { data, append, .. } => {
+        let bytes = base64::engine::general_purpose::STANDARD
+          .decode(data)
+          .map_err(|e| SyscallError::InvalidArgument(format!("fs.writeBytes: data is not base64: {e}")))?;
+        ws.write(path(), &bytes, write_mode(*append)).map_err(fs_error)?;
+        Ok(Value::Null)
+      }
+      Syscall::List { .. } => {
+        let entries = ws.list(path()).map_err(fs_error)?;
+        Ok(Value::Array(
+          entries
+            .into_iter()
+            .map(|e| json!({ "name": e.name, "kind": kind_name(e.kind), "size": e.size }))
+            .collect(),
+        ))
+      }
+      Syscall::Stat { .. } => {
+        let stat = ws.stat(path()).map_err(fs_error)?;
+        Ok(json!({
+          "kind": kind_name(stat.kind),
+          "size": stat.size,
+          "modifiedMs": stat.modified_ms,
+          "readonly": stat.readonly,
+        }))
+      }
+      Syscall::Mkdir { recursive, .. } => {
+        ws.mkdir(path(), *recursive).map_err(fs_error)?;
+        Ok(Value::Null)
+      }
+      Syscall::Remove { recursive, .. } => {
+        ws.remove(path(), *recursive).map_err(fs_error)?;
+        Ok(Value::Null)
+      }
+      Syscall::Chdir { .. } => {
+        let stat = ws.stat(path()).map_err(fs_error)?;
+        if stat.kind != EntryKind::Dir {
+          return Err(SyscallError::InvalidArgument(format!("fs.chdir: \"{}\" is not a directory", path())));
+        }
+        let mut processes = lock(&self.0.processes);
+        if let Some(p) = processes.get_mut(pid) {
+          p.cwd = path().clone();
+        }
+        Ok(Value::Null)
+      }
+    }
+  }
+
+  /// Ends a process from inside the kernel and stops its isolate.
+  fn stop(&self, pid: &str, status: ExitStatus) {
+    let stop = {
+      let mut processes = lock(&self.0.processes);
+      let Some(process) = processes.get_mut(pid) else { return };
+      process.end(status);
+      process.stop.take()
+    };
+    if let Some(stop) = stop {
+      stop();
+    }
+  }
+
+  pub(super) fn record_lifecycle(&self, pid: &str, syscall: &str, detail: &Value, outcome: &str) -> std::io::Result<()> {
+    let lineage = lock(&self.0.processes).get(pid).map(|p| p.lineage.clone()).unwrap_or_default();
+    self
+      .record(Entry {
+        time: rfc3339(self.0.clock.now_ms()),
+        pid: pid.to_string(),
+        lineage,
+        actor: Actor::System,
+        syscall: syscall.to_string(),
+        capability: None,
+        resource: None,
+        decision: Verdict::None,
+        decided_by: None,
+        args_digest: digest(detail.to_string().as_bytes()),
+        outcome: outcome.to_string(),
+      })
+      .map_err(|e| std::io::Error::other(e.to_string()))
+  }
+
+  fn record(&self, entry: Entry) -> Result<(), SyscallError> {
+    lock(&self.0.audit)
+      .append(entry)
+      .map(|_| ())
+      .map_err(|e| SyscallError::OperationFailed(format!("cannot write the audit log, so nothing was done: {e}")))
+  }
+}
+
+/// Resolves the resource a syscall touches against the caller's cwd, and names the
+/// capability it needs.
+fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
+  let (kind, raw) = match call {
+    Syscall::ReadText { path } | Syscall::ReadBytes { path } | Syscall::List { path } | Syscall::Stat { path }
+    | Syscall::Chdir { path } => (Kind::FsRead, path),
+    Syscall::WriteText { path, .. } | Syscall::WriteBytes { path, .. } | Syscall::Mkdir { path, .. } => {
+      (Kind::FsWrite, path)
+    }
+    Syscall::Remove { path, .. } => (Kind::FsDelete, path),
+    Syscall::ProcSelf | Syscall::Exit { .. } | Syscall::Now | Syscall::Random | Syscall::Cwd => {
+      return Ok(Access { request: None, path: None })
+    }
+  };
+  let path = WsPath::resolve(cwd, raw).map_err(|e| {
+    let message = format!("{} \"{raw}\": {e}", call.name());
+    if e.is_escape() {
+      SyscallError::PermissionDenied {
+        syscall: call.name().to_string(),
+        capability: String::new(),
+        reason: "outside the workspace".to_string(),
+        message: format!("{message}; nothing outside the workspace can be granted"),
+      }
+    } else {
+      SyscallError::InvalidArgument(message)
+    }
+  })?;
+  let request = Request { kind, resource: path.as_str().to_string() };
+  Ok(Access { request: Some(request), path: Some(path) })
+}
+
+/// What an approval or one-shot grant is bound to: the syscall and its full operands.
+fn call_digest_input(call: &Syscall) -> String {
+  format!("{call:?}")
+}
+
+fn display_resource(request: &Request) -> &str {
+  if request.resource.is_empty() {
+    "."
+  } else {
+    &request.resource
+  }
+}
+
+/// For a path, suggests the directory glob too: granting one file at a time is rarely
+/// what a user wants.
+fn glob_hint(request: &Request) -> String {
+  match request.kind {
+    Kind::FsRead | Kind::FsWrite | Kind::FsDelete => match request.resource.rsplit_once('/') {
+      Some((dir, _)) => format!(" (or a glob such as --allow '{}:{dir}/**')", request.kind.name()),
+      None => String::new(),
+    },
+    _ => String::new(),
+  }
+}
+
+fn write_mode(append: bool) -> WriteMode {
+  if append {
+    WriteMode::Append
+  } else {
+    WriteMode::Replace
+  }
+}
+
+fn kind_name(kind: EntryKind) -> &'static str {
+  match kind {
+    EntryKind::File => "file",
+    EntryKind::Dir => "dir",
+    EntryKind::Symlink => "symlink",
+    EntryKind::Other => "other",
+  }
+}
+
+fn fs_error(syscall: &str, error: FsError) -> SyscallError {
+  let message = format!("{syscall}: {error}");
+  match error {
+    FsError::NotFound { .. } => SyscallError::NotFound(message),
+    FsError::AlreadyExists { .. } => SyscallError::AlreadyExists(message),
+    FsError::TooLarge { .. } => SyscallError::LimitExceeded(message),
+    FsError::Escapes { .. } | FsError::Reserved { .. } => SyscallError::PermissionDenied {
+      syscall: syscall.to_string(),
+      capability: String::new(),
+      reason: "outside the workspace".to_string(),
+      message,
+    },
+    FsError::Invalid(_) | FsError::Refused { .. } | FsError::NotADirectory { .. } | FsError::IsADirectory { .. } | FsError::NotEmpty { .. } => {
+      SyscallError::InvalidArgument(message)
+    }
+    FsError::Io { .. } => SyscallError::OperationFailed(message),
+  }
+}
+
+fn outcome_of<T>(result: &Result<T, SyscallError>) -> String {
+  match result {
+    Ok(_) => "ok".to_string(),
+    Err(e) => format!("error {:?}: {e}", e.class()),
+  }
+}

@@ -1,0 +1,193 @@
+//! The kernel: every authority decision, in one place, and its record.
+//!
+//! A syscall enters through [`Kernel`]'s `Broker` implementation and goes through
+//! `dispatch::Kernel::dispatch`, the one dispatch point: decode → resolve the resource →
+//! policy/capability check → perform via a provider → audit record. The kernel knows
+//! nothing of JavaScript or engines.
+
+pub mod audit;
+pub mod capability;
+mod dispatch;
+pub mod error;
+pub mod grant;
+pub mod policy;
+pub mod process;
+pub mod syscall;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+
+use alos_ops::Broker;
+use alos_ops::PendingReply;
+use alos_ops::Reply;
+use serde_json::Value;
+
+use audit::AuditLog;
+use capability::Capability;
+use grant::Grant;
+use grant::GrantId;
+use grant::GrantSource;
+use policy::Policy;
+use process::ExitStatus;
+use process::Process;
+use process::ProcessLimits;
+use process::State;
+use process::Stop;
+use crate::provider::clock::Clock;
+use crate::provider::fs::Workspace;
+use crate::provider::fs::WsPath;
+use crate::store::audit_file::AuditFile;
+
+pub struct KernelConfig {
+  /// The workspace root (absolute).
+  pub workspace: PathBuf,
+  /// The state directory (absolute); reserved: no capability reaches it.
+  pub state_dir: PathBuf,
+  pub policy: Policy,
+  pub clock: Arc<dyn Clock>,
+  /// Largest file `fs.read*` returns.
+  pub max_read_bytes: u64,
+}
+
+/// What a new root process starts with.
+pub struct ProcessSpec {
+  pub image: String,
+  pub args: Vec<String>,
+  pub grants: Vec<(Capability, GrantSource)>,
+  pub limits: ProcessLimits,
+}
+
+#[derive(Clone)]
+pub struct Kernel(Arc<Inner>);
+
+struct Inner {
+  workspace: Workspace,
+  policy: Policy,
+  clock: Arc<dyn Clock>,
+  max_read_bytes: u64,
+  audit: Mutex<AuditLog>,
+  processes: Mutex<HashMap<String, Process>>,
+  next_grant: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+  // A panic elsewhere must not wedge the kernel: the data under these locks is only
+  // ever mutated in small, complete steps.
+  mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Kernel {
+  pub fn open(config: KernelConfig) -> Result<Kernel, String> {
+    std::fs::create_dir_all(&config.state_dir)
+      .map_err(|e| format!("cannot create state directory {}: {e}", config.state_dir.display()))?;
+    let workspace = Workspace::open(&config.workspace, &[config.state_dir.clone()])
+      .map_err(|e| format!("cannot open workspace {}: {e}", config.workspace.display()))?;
+    let audit_path = config.state_dir.join("audit.jsonl");
+    let audit_file = AuditFile::open(&audit_path).map_err(|e| format!("cannot open {}: {e}", audit_path.display()))?;
+    Ok(Kernel(Arc::new(Inner {
+      workspace,
+      policy: config.policy,
+      clock: config.clock,
+      max_read_bytes: config.max_read_bytes,
+      audit: Mutex::new(AuditLog::open(audit_file)?),
+      processes: Mutex::default(),
+      next_grant: AtomicU64::new(1),
+    })))
+  }
+
+  fn new_grant(&self, capability: Capability, source: GrantSource) -> Grant {
+    Grant {
+      id: GrantId(self.0.next_grant.fetch_add(1, Ordering::Relaxed)),
+      capability,
+      source,
+      uses_left: None,
+      expires_at_ms: None,
+      bound_digest: None,
+      parent: None,
+    }
+  }
+
+  /// Creates a root process (no parent) and records its start.
+  pub fn spawn_root(&self, spec: ProcessSpec) -> Result<String, String> {
+    let pid = format!("p{:08x}", rand::random::<u32>());
+    let grants: Vec<Grant> = spec.grants.into_iter().map(|(cap, source)| self.new_grant(cap, source)).collect();
+    let held: Vec<String> = grants.iter().map(|g| g.capability.to_string()).collect();
+    let process = Process {
+      pid: pid.clone(),
+      lineage: vec![pid.clone()],
+      image: spec.image.clone(),
+      args: spec.args,
+      cwd: WsPath::root(),
+      grants,
+      limits: spec.limits,
+      state: State::Running,
+      syscalls: 0,
+      exit: None,
+      stop: None,
+    };
+    lock(&self.0.processes).insert(pid.clone(), process);
+    self
+      .record_lifecycle(&pid, "spawn", &serde_json::json!({ "image": spec.image, "grants": held }), "running")
+      .map_err(|e| format!("cannot write the audit log: {e}"))?;
+    Ok(pid)
+  }
+
+  /// Installs how to stop the process's isolate (exit, kill, exhausted budget).
+  pub fn attach(&self, pid: &str, stop: Stop) {
+    if let Some(process) = lock(&self.0.processes).get_mut(pid) {
+      process.stop = Some(stop);
+    }
+  }
+
+  /// Records how a process ended, unless it already exited (through `exit`, or a
+  /// kernel-enforced limit), and returns the final status.
+  pub fn finish(&self, pid: &str, status: ExitStatus) -> Option<ExitStatus> {
+    let (changed, final_status) = {
+      let mut processes = lock(&self.0.processes);
+      let process = processes.get_mut(pid)?;
+      let changed = process.end(status);
+      process.stop = None;
+      (changed, process.exit.clone()?)
+    };
+    if changed {
+      let outcome = serde_json::to_value(&final_status).unwrap_or(Value::Null);
+      let label = outcome.get("status").and_then(Value::as_str).unwrap_or("exited").to_string();
+      // The process is over either way; a failed audit write is reported, not fatal.
+      if let Err(e) = self.record_lifecycle(pid, "exit", &outcome, &label) {
+        tracing::error!("cannot write the audit log: {e}");
+      }
+    }
+    Some(final_status)
+  }
+
+  pub fn exit_status(&self, pid: &str) -> Option<ExitStatus> {
+    lock(&self.0.processes).get(pid).and_then(|p| p.exit.clone())
+  }
+
+  pub fn audit_records(&self) -> Result<Vec<audit::Record>, String> {
+    lock(&self.0.audit).records()
+  }
+}
+
+impl Broker for Kernel {
+  fn syscall(&self, pid: &str, name: &str, args: Value) -> Reply {
+    self.dispatch(pid, name, args).map_err(|e| e.into_fault())
+  }
+
+  fn syscall_async(&self, pid: &str, name: &str, args: Value) -> PendingReply {
+    // Every primitive so far completes without waiting; the future shape is for the
+    // ones that will wait (humans, children, timers).
+    let reply = self.syscall(pid, name, args);
+    if name == "exit" && reply.is_ok() {
+      // `exit` does not return: the isolate is being stopped, and its pending call
+      // keeps the event loop from mistaking the stop for a stalled script.
+      return Box::pin(std::future::pending());
+    }
+    Box::pin(std::future::ready(reply))
+  }
+}

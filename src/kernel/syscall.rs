@@ -1,0 +1,169 @@
+//! The `Syscall` enum: every operation a process can ask of the kernel, decoded from the
+//! op's `(name, args)` pair. Syscall names are the JS API's names (`fs.readText`, ...),
+//! so the audit log reads like the script. Unknown names, unknown fields and wrong
+//! types are `InvalidArgument` errors that name the syscall and the field.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::SyscallError;
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "call", content = "args", deny_unknown_fields)]
+pub enum Syscall {
+  #[serde(rename = "proc.self")]
+  ProcSelf,
+  #[serde(rename = "exit")]
+  Exit {
+    #[serde(default)]
+    result: Value,
+  },
+  #[serde(rename = "now")]
+  Now,
+  #[serde(rename = "random")]
+  Random,
+  #[serde(rename = "fs.readText")]
+  ReadText { path: String },
+  #[serde(rename = "fs.readBytes")]
+  ReadBytes { path: String },
+  #[serde(rename = "fs.writeText")]
+  WriteText {
+    path: String,
+    text: String,
+    #[serde(default)]
+    append: bool,
+  },
+  #[serde(rename = "fs.writeBytes")]
+  WriteBytes {
+    path: String,
+    /// Base64, as the bootstrap sends bytes.
+    data: String,
+    #[serde(default)]
+    append: bool,
+  },
+  #[serde(rename = "fs.list")]
+  List { path: String },
+  #[serde(rename = "fs.stat")]
+  Stat { path: String },
+  #[serde(rename = "fs.mkdir")]
+  Mkdir {
+    path: String,
+    #[serde(default)]
+    recursive: bool,
+  },
+  #[serde(rename = "fs.remove")]
+  Remove {
+    path: String,
+    #[serde(default)]
+    recursive: bool,
+  },
+  #[serde(rename = "fs.cwd")]
+  Cwd,
+  #[serde(rename = "fs.chdir")]
+  Chdir { path: String },
+}
+
+/// Every syscall name, for error messages.
+pub const NAMES: &[&str] = &[
+  "proc.self", "exit", "now", "random", "fs.readText", "fs.readBytes", "fs.writeText", "fs.writeBytes",
+  "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir",
+];
+
+impl Syscall {
+  pub fn decode(name: &str, args: Value) -> Result<Syscall, SyscallError> {
+    if !NAMES.contains(&name) {
+      return Err(SyscallError::InvalidArgument(format!(
+        "unknown syscall \"{name}\" (known: {})",
+        NAMES.join(", ")
+      )));
+    }
+    // Syscalls without arguments accept `null` or `{}`.
+    let args = match args {
+      Value::Object(map) if map.is_empty() => Value::Null,
+      other => other,
+    };
+    let tagged = match args {
+      Value::Null => serde_json::json!({ "call": name }),
+      args => serde_json::json!({ "call": name, "args": args }),
+    };
+    serde_json::from_value(tagged)
+      .map_err(|e| SyscallError::InvalidArgument(format!("{name}: invalid arguments: {e}")))
+  }
+
+  /// Whether the audit log records this syscall. Audit is for decisions and side
+  /// effects; reading the clock, the cwd or one's own identity is neither.
+  pub fn is_audited(&self) -> bool {
+    !matches!(self, Syscall::ProcSelf | Syscall::Now | Syscall::Random | Syscall::Cwd)
+  }
+
+  pub fn name(&self) -> &'static str {
+    match self {
+      Syscall::ProcSelf => "proc.self",
+      Syscall::Exit { .. } => "exit",
+      Syscall::Now => "now",
+      Syscall::Random => "random",
+      Syscall::ReadText { .. } => "fs.readText",
+      Syscall::ReadBytes { .. } => "fs.readBytes",
+      Syscall::WriteText { .. } => "fs.writeText",
+      Syscall::WriteBytes { .. } => "fs.writeBytes",
+      Syscall::List { .. } => "fs.list",
+      Syscall::Stat { .. } => "fs.stat",
+      Syscall::Mkdir { .. } => "fs.mkdir",
+      Syscall::Remove { .. } => "fs.remove",
+      Syscall::Cwd => "fs.cwd",
+      Syscall::Chdir { .. } => "fs.chdir",
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use serde_json::json;
+
+  #[test]
+  fn decodes_known_calls() {
+    assert_eq!(Syscall::decode("now", Value::Null).unwrap(), Syscall::Now);
+    assert_eq!(Syscall::decode("fs.cwd", json!({})).unwrap(), Syscall::Cwd);
+    assert_eq!(
+      Syscall::decode("fs.writeText", json!({"path": "a", "text": "b"})).unwrap(),
+      Syscall::WriteText { path: "a".into(), text: "b".into(), append: false }
+    );
+  }
+
+  #[test]
+  fn unknown_names_fields_and_types_are_invalid_arguments() {
+    let unknown = Syscall::decode("fs.format", Value::Null).unwrap_err().to_string();
+    assert!(unknown.contains("unknown syscall \"fs.format\""), "{unknown}");
+    let typo = Syscall::decode("fs.writeText", json!({"path": "a", "text": "b", "apend": true})).unwrap_err();
+    assert!(typo.to_string().contains("apend"), "{typo}");
+    let wrong = Syscall::decode("fs.readText", json!({"path": 5})).unwrap_err();
+    assert!(wrong.to_string().contains("fs.readText: invalid arguments"), "{wrong}");
+    let missing = Syscall::decode("fs.readText", Value::Null).unwrap_err();
+    assert!(matches!(missing, SyscallError::InvalidArgument(_)));
+  }
+
+  #[test]
+  fn every_name_decodes_to_itself() {
+    let examples = [
+      ("proc.self", Value::Null),
+      ("exit", json!({"result": 1})),
+      ("now", Value::Null),
+      ("random", Value::Null),
+      ("fs.readText", json!({"path": "a"})),
+      ("fs.readBytes", json!({"path": "a"})),
+      ("fs.writeText", json!({"path": "a", "text": ""})),
+      ("fs.writeBytes", json!({"path": "a", "data": ""})),
+      ("fs.list", json!({"path": "."})),
+      ("fs.stat", json!({"path": "a"})),
+      ("fs.mkdir", json!({"path": "a"})),
+      ("fs.remove", json!({"path": "a"})),
+      ("fs.cwd", Value::Null),
+      ("fs.chdir", json!({"path": "a"})),
+    ];
+    assert_eq!(examples.len(), NAMES.len());
+    for (name, args) in examples {
+      assert_eq!(Syscall::decode(name, args).unwrap().name(), name);
+    }
+  }
+}

@@ -1,0 +1,5 @@
+//! The Resource Provider Substrate: the only code that touches the host.
+//! The kernel decides; a provider performs.
+
+pub mod clock;
+pub mod fs;

@@ -1,0 +1,3 @@
+//! Persistence. Nothing above this module writes state files.
+
+pub mod audit_file;

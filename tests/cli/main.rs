@@ -1,0 +1,8 @@
+//! Integration tests that drive the real `alos` binary on real files.
+//! One test binary (modules by topic) keeps link time low.
+
+mod common;
+mod confinement;
+mod limits;
+mod run;
+mod scripts;

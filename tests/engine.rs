@@ -1,0 +1,113 @@
+//! The engine boundary, tested from Rust: the exact op surface, the ops crate's
+//! no-host-access rule, and that isolates can be created and dropped without leaking.
+
+use std::sync::Arc;
+
+use alos::engine::Isolate;
+use alos::engine::IsolateLimits;
+use alos::engine::IsolateSpec;
+use alos::engine::Outcome;
+use alos_ops::Broker;
+use alos_ops::ErrorClass;
+use alos_ops::Fault;
+use alos_ops::PendingReply;
+use alos_ops::Reply;
+use serde_json::json;
+use serde_json::Value;
+
+/// A broker that knows only what a bare script needs.
+struct Minimal;
+
+impl Broker for Minimal {
+  fn syscall(&self, pid: &str, name: &str, _args: Value) -> Reply {
+    match name {
+      "proc.self" => Ok(json!({ "pid": pid, "args": [], "cwd": "." })),
+      _ => Err(Fault::new(ErrorClass::InvalidArgument, format!("unknown syscall {name}"))),
+    }
+  }
+  fn syscall_async(&self, pid: &str, name: &str, args: Value) -> PendingReply {
+    Box::pin(std::future::ready(self.syscall(pid, name, args)))
+  }
+}
+
+fn spec(entry: &std::path::Path) -> IsolateSpec {
+  IsolateSpec {
+    pid: "p-test".into(),
+    entry: entry.to_path_buf(),
+    broker: Arc::new(Minimal),
+    limits: IsolateLimits::default(),
+    builtins: &[],
+  }
+}
+
+/// Every op a script's isolate has: deno_core's built-ins (unreachable from user code,
+/// since the bootstrap deletes `Deno.core`) and alos's three. A dependency upgrade that
+/// adds an op fails this test until someone reviews it.
+#[test]
+fn the_op_surface_is_exactly_the_reviewed_list() {
+  let names = alos::engine::isolate::op_names();
+  let ours: Vec<&str> = names.iter().map(String::as_str).filter(|n| alos_ops::OP_NAMES.contains(n)).collect();
+  assert_eq!(ours, alos_ops::OP_NAMES);
+  let expected: Vec<&str> = include_str!("op_names.txt").lines().filter(|l| !l.is_empty()).collect();
+  let actual: Vec<&str> = names.iter().map(String::as_str).collect();
+  let added: Vec<&&str> = actual.iter().filter(|n| !expected.contains(n)).collect();
+  let removed: Vec<&&str> = expected.iter().filter(|n| !actual.contains(n)).collect();
+  assert!(added.is_empty() && removed.is_empty(), "op surface changed: added {added:?}, removed {removed:?}");
+}
+
+/// Ops only forward: nothing in `ops/` may touch the host directly.
+#[test]
+fn ops_never_touch_the_host() {
+  let forbidden = ["std::fs", "std::process", "std::net", "std::env", "tokio::fs", "tokio::process", "tokio::net"];
+  let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops");
+  let mut stack = vec![root];
+  let mut scanned = 0;
+  while let Some(dir) = stack.pop() {
+    for entry in std::fs::read_dir(&dir).unwrap() {
+      let path = entry.unwrap().path();
+      if path.is_dir() {
+        stack.push(path);
+      } else if path.extension().is_some_and(|e| e == "rs") {
+        scanned += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+          for word in forbidden {
+            assert!(!line.contains(word), "{}:{}: ops must not use {word}: {line}", path.display(), n + 1);
+          }
+        }
+      }
+    }
+  }
+  assert!(scanned > 0, "no sources scanned");
+}
+
+fn rss_kib() -> u64 {
+  let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+  let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+  pages * 4
+}
+
+/// Creates and drops hundreds of isolates (each on its own thread) and checks the
+/// process's resident memory levels off instead of growing with each one.
+#[test]
+fn creating_and_dropping_isolates_does_not_leak() {
+  let dir = tempfile::tempdir().unwrap();
+  let entry = dir.path().join("main.js");
+  std::fs::write(&entry, "const xs = []; for (let i = 0; i < 1000; i++) xs.push({ i, s: 'x' + i }); libos.pid;").unwrap();
+  let entry = entry.canonicalize().unwrap();
+  let run_one = || match Isolate::start(spec(&entry), |_| {}).unwrap().join() {
+    Outcome::Finished => {}
+    other => panic!("isolate failed: {other:?}"),
+  };
+  for _ in 0..50 {
+    run_one();
+  }
+  let warm = rss_kib();
+  for _ in 0..250 {
+    run_one();
+  }
+  let end = rss_kib();
+  let growth = end.saturating_sub(warm);
+  // 250 isolates that each kept even 200 KiB would grow by 50 MiB.
+  assert!(growth < 24 * 1024, "RSS grew by {growth} KiB over 250 isolates (from {warm} to {end})");
+}
