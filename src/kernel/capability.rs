@@ -189,7 +189,7 @@ pub enum CapabilityErrorReason {
   ForbiddenChar(char),
   #[error("absolute path {0:?}: paths are relative to the workspace root")]
   AbsolutePath(String),
-  #[error("\"..\" in {0:?}: a capability cannot name anything outside its parent")]
+  #[error("\"..\" segments are not allowed, in {0:?}")]
   ParentSegment(String),
   #[error("empty or \".\" segment in {0:?}")]
   EmptySegment(String),
@@ -756,8 +756,10 @@ fn parse_net_pattern(text: &str) -> Result<Pattern, CapabilityErrorReason> {
 /// - `mem.*`: a namespace such as `proc/p1`; `model`: `provider/model`. Non-empty
 ///   segments, no `.` or `..` segments.
 /// - `shell`: a bare program name.
-/// - `net`: `host:port`, the host a lowercase DNS name, a dotted-quad IPv4 address or a
-///   bracketed IPv6 address (`[::1]:443`); the port is required.
+/// - `net`: `host:port`, the host a DNS name (compared case-insensitively), a dotted-quad
+///   IPv4 address or a bracketed IPv6 address (`[::1]:443`); the port is required.
+///   Matching is on the host as written: a rule on an address does not see a name that
+///   resolves to it, so the net provider should also check the resolved address.
 /// - `tool.call`: the tool name; `event.*`: the topic.
 /// - `human.ask`, `tool.register`, `proc.spawn`, `proc.signal`: `""`.
 ///
@@ -1490,7 +1492,9 @@ mod tests {
           };
           let r = req(Kind::Net, &format!("{host}:{port}"));
           prop_assert!(parsed.covers(&r), "{} should cover {:?}", printed, r.resource);
-          prop_assert_eq!(r.suggestion().unwrap().to_string(), format!("{}:{}", printed.split_once(':').unwrap().1.rsplit_once(':').map_or(printed.split_once(':').unwrap().1, |(h, _)| h).to_owned().replace("net:", ""), port).replace("", "").to_string().split_off(0).to_owned().to_string().clone().as_str().to_owned().to_string().to_owned().to_string().into_iter_placeholder());
+          let exact = r.suggestion().unwrap();
+          prop_assert!(exact.covers(&r));
+          prop_assert!(parsed.includes(&exact), "{} should include {}", printed, exact);
         }
       }
     }
