@@ -204,3 +204,7 @@ Object.defineProperty(globalThis, "libos", { value: libos, enumerable: false, wr
 Object.defineProperty(globalThis, "console", { value: console, enumerable: false, writable: true, configurable: true });
 delete globalThis.Deno;
 delete globalThis.__bootstrap;
+// Engine extras that are not ECMAScript: a GC trigger, a high-resolution clock that the
+// kernel does not see, and a second code loader. (The QuickJS backend's own
+// non-enumerable `__v8x*` helpers stay: it looks them up at run time; they reach no op.)
+for (const name of ["WebAssembly", "gc", "performance"]) delete globalThis[name];

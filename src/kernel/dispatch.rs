@@ -15,6 +15,7 @@ use super::capability::Kind;
 use super::capability::Request;
 use super::error::SyscallError;
 use super::lock;
+use super::policy::AllowedBy;
 use super::policy::Decision;
 use super::policy::DeniedBy;
 use super::process::ExitStatus;
@@ -147,6 +148,13 @@ impl Kernel {
     let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
     let attempt = format!("{syscall} \"{}\"", display_resource(request));
     let (reason, message) = match self.0.policy.decide(grants, request, op_digest, now) {
+      Decision::Allowed { by: AllowedBy::Grant(id) } => {
+        // Name the grant's capability and origin: "grant g2" alone means nothing in a log.
+        return Ok(match grants.iter().find(|g| g.id == id) {
+          Some(grant) => format!("grant {id} ({} from {})", grant.capability, grant.source),
+          None => format!("grant {id}"),
+        });
+      }
       Decision::Allowed { by } => return Ok(by.to_string()),
       Decision::Denied { by: DeniedBy::Rule(rule) } => (
         format!("rule \"{rule}\""),
