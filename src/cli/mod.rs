@@ -1,5 +1,7 @@
 //! The `alos` command line (clap). Each subcommand has its own module.
 
+mod audit;
+mod location;
 mod run;
 
 use std::process::ExitCode;
@@ -36,7 +38,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+  /// Run an agent script as a new process.
   Run(run::RunArgs),
+  /// Show the audit log, or verify its hash chain.
+  Audit(audit::AuditArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -63,6 +68,7 @@ pub fn main() -> ExitCode {
   init_tracing(cli.verbose);
   let code = match cli.command {
     Command::Run(args) => run::run(args),
+    Command::Audit(args) => audit::run(args),
   };
   ExitCode::from(code)
 }

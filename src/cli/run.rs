@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::exit;
+use super::location::Location;
 use super::usage_error;
 use crate::engine::Isolate;
 use crate::engine::IsolateLimits;
@@ -52,13 +53,8 @@ pub struct RunArgs {
   #[arg(long = "deny", value_name = "CAP", value_parser = parse_capability)]
   deny: Vec<Capability>,
 
-  /// The workspace: the only directory the process's paths can reach.
-  #[arg(long, value_name = "DIR", default_value = ".")]
-  workspace: PathBuf,
-
-  /// Where alos keeps its state (default: .alos/ in the workspace). No capability reaches it.
-  #[arg(long, value_name = "DIR")]
-  state: Option<PathBuf>,
+  #[command(flatten)]
+  location: Location,
 
   /// Wall-clock limit for the whole run, e.g. 30s, 5m, 500ms.
   #[arg(long, value_name = "DUR", value_parser = parse_duration)]
@@ -99,14 +95,9 @@ pub fn run(args: RunArgs) -> u8 {
     Ok(path) => return usage_error(format!("script {} is not a file", path.display())),
     Err(e) => return usage_error(format!("cannot open script {}: {e}", args.script.display())),
   };
-  let workspace = match args.workspace.canonicalize() {
-    Ok(path) if path.is_dir() => path,
-    Ok(path) => return usage_error(format!("workspace {} is not a directory", path.display())),
-    Err(e) => return usage_error(format!("cannot open workspace {}: {e}", args.workspace.display())),
-  };
-  let state_dir = match &args.state {
-    Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
-    None => workspace.join(".alos"),
+  let (workspace, state_dir) = match args.location.workspace_dir().and_then(|w| Ok((w, args.location.state_dir()?))) {
+    Ok(dirs) => dirs,
+    Err(e) => return usage_error(e),
   };
 
   let mut policy = Policy::default();

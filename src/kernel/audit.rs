@@ -77,45 +77,171 @@ pub fn digest(bytes: &[u8]) -> String {
   format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// The hash-chained log. Holds no head in memory: each append reads the chain's end
+/// under the file's lock, so concurrent `alos` processes extend one chain.
 pub struct AuditLog {
   file: AuditFile,
-  next_seq: u64,
-  last_hash: String,
 }
 
 impl AuditLog {
-  /// Opens the log and finds the end of its chain.
-  pub fn open(file: AuditFile) -> Result<AuditLog, String> {
-    let lines = file.lines().map_err(|e| format!("cannot read audit log {}: {e}", file.path().display()))?;
-    let (next_seq, last_hash) = match lines.iter().rev().find(|l| !l.trim().is_empty()) {
-      None => (1, GENESIS.to_string()),
-      Some(line) => {
-        let record: Record = serde_json::from_str(line)
-          .map_err(|e| format!("audit log {} ends with an unreadable record: {e}", file.path().display()))?;
-        (record.seq + 1, record.hash)
-      }
-    };
-    Ok(AuditLog { file, next_seq, last_hash })
+  pub fn open(file: AuditFile) -> AuditLog {
+    AuditLog { file }
   }
 
-  pub fn append(&mut self, entry: Entry) -> std::io::Result<Record> {
-    let seq = self.next_seq;
-    let hash = chain_hash(seq, &entry, &self.last_hash);
-    let record = Record { seq, entry, prev_hash: self.last_hash.clone(), hash };
-    let line = serde_json::to_string(&record).expect("audit records always serialize");
-    self.file.append(&line)?;
-    self.next_seq += 1;
-    self.last_hash = record.hash.clone();
-    Ok(record)
+  pub fn append(&self, entry: Entry) -> std::io::Result<Record> {
+    let line = self.file.append_after(|last| {
+      let (seq, prev_hash) = match last {
+        None => (1, GENESIS.to_string()),
+        Some(line) => {
+          let record: Record = serde_json::from_str(line).map_err(|e| {
+            std::io::Error::other(format!(
+              "the audit log {} ends with an unreadable record ({e}); run `alos audit verify`",
+              self.file.path().display()
+            ))
+          })?;
+          (record.seq + 1, record.hash)
+        }
+      };
+      let hash = chain_hash(seq, &entry, &prev_hash);
+      let record = Record { seq, entry, prev_hash, hash };
+      Ok::<_, std::io::Error>(serde_json::to_string(&record).expect("audit records always serialize"))
+    })?;
+    Ok(serde_json::from_str(&line).expect("just written"))
   }
 
-  pub fn records(&self) -> Result<Vec<Record>, String> {
-    let lines = self.file.lines().map_err(|e| e.to_string())?;
-    lines
-      .iter()
-      .enumerate()
-      .filter(|(_, l)| !l.trim().is_empty())
-      .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
-      .collect()
+  pub fn lines(&self) -> std::io::Result<Vec<String>> {
+    self.file.lines()
+  }
+}
+
+/// Where and why a chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+  /// 1-based line number in the log file.
+  pub line: usize,
+  pub reason: String,
+}
+
+/// What an intact chain holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSummary {
+  pub records: u64,
+  /// The hash of the last record (the genesis hash for an empty log). Keep it elsewhere
+  /// to detect truncation of the tail, which no chain can show by itself.
+  pub head: String,
+}
+
+/// Checks every record in order and reports the first that was edited, dropped,
+/// inserted or reordered.
+pub fn verify(lines: &[String]) -> Result<ChainSummary, ChainBreak> {
+  let mut expected_seq = 1;
+  let mut prev_hash = GENESIS.to_string();
+  for (index, line) in lines.iter().enumerate() {
+    let at = |reason: String| ChainBreak { line: index + 1, reason };
+    if line.trim().is_empty() {
+      return Err(at("an empty line where a record should be".into()));
+    }
+    let record: Record =
+      serde_json::from_str(line).map_err(|e| at(format!("not a valid record ({e}): it was edited")))?;
+    if record.prev_hash != prev_hash {
+      return Err(at(format!(
+        "seq {} does not follow the record before it (prev_hash mismatch): a record before it was dropped, \
+         or records were inserted or reordered",
+        record.seq
+      )));
+    }
+    if record.seq != expected_seq {
+      return Err(at(format!("seq {} where seq {expected_seq} was expected: records were dropped, inserted or reordered", record.seq)));
+    }
+    if chain_hash(record.seq, &record.entry, &record.prev_hash) != record.hash {
+      return Err(at(format!("seq {}: its content does not match its hash: the record was edited", record.seq)));
+    }
+    prev_hash = record.hash;
+    expected_seq += 1;
+  }
+  Ok(ChainSummary { records: expected_seq - 1, head: prev_hash })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn entry(n: u64) -> Entry {
+    Entry {
+      time: format!("t{n}"),
+      pid: "p1".into(),
+      lineage: vec!["p1".into()],
+      actor: Actor::Process,
+      syscall: "fs.readText".into(),
+      capability: Some("fs.read:a".into()),
+      resource: Some("a".into()),
+      decision: Verdict::Allow,
+      decided_by: Some("grant g1".into()),
+      args_digest: digest(n.to_string().as_bytes()),
+      outcome: "ok".into(),
+    }
+  }
+
+  fn log_of(n: u64) -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(AuditFile::open(&dir.path().join("audit.jsonl")).unwrap());
+    for i in 0..n {
+      log.append(entry(i)).unwrap();
+    }
+    let lines = log.lines().unwrap();
+    (dir, lines)
+  }
+
+  #[test]
+  fn an_intact_chain_verifies() {
+    let (_dir, lines) = log_of(5);
+    let summary = verify(&lines).unwrap();
+    assert_eq!(summary.records, 5);
+    assert_eq!(verify(&[]).unwrap().head, GENESIS);
+  }
+
+  #[test]
+  fn one_changed_byte_is_found() {
+    let (_dir, mut lines) = log_of(5);
+    lines[2] = lines[2].replace("\"outcome\":\"ok\"", "\"outcome\":\"ko\"");
+    let found = verify(&lines).unwrap_err();
+    assert_eq!(found.line, 3);
+    assert!(found.reason.contains("edited"), "{}", found.reason);
+  }
+
+  #[test]
+  fn a_dropped_record_is_found() {
+    let (_dir, mut lines) = log_of(5);
+    lines.remove(1);
+    let found = verify(&lines).unwrap_err();
+    assert_eq!(found.line, 2);
+    assert!(found.reason.contains("dropped"), "{}", found.reason);
+  }
+
+  #[test]
+  fn swapped_records_are_found() {
+    let (_dir, mut lines) = log_of(5);
+    lines.swap(1, 2);
+    assert_eq!(verify(&lines).unwrap_err().line, 2);
+  }
+
+  #[test]
+  fn an_inserted_record_is_found() {
+    let (_dir, mut lines) = log_of(3);
+    let copy = lines[1].clone();
+    lines.insert(2, copy);
+    assert_eq!(verify(&lines).unwrap_err().line, 3);
+  }
+
+  #[test]
+  fn a_rehashed_forgery_still_breaks_the_chain_after_it() {
+    // Editing a record and recomputing its own hash is caught by the next record.
+    let (_dir, mut lines) = log_of(4);
+    let mut forged: Record = serde_json::from_str(&lines[1]).unwrap();
+    forged.entry.outcome = "forged".into();
+    forged.hash = chain_hash(forged.seq, &forged.entry, &forged.prev_hash);
+    lines[1] = serde_json::to_string(&forged).unwrap();
+    let found = verify(&lines).unwrap_err();
+    assert_eq!(found.line, 3);
   }
 }

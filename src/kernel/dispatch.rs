@@ -291,7 +291,9 @@ impl Kernel {
   }
 
   fn record(&self, entry: Entry) -> Result<(), SyscallError> {
-    lock(&self.0.audit)
+    self
+      .0
+      .audit
       .append(entry)
       .map(|_| ())
       .map_err(|e| SyscallError::OperationFailed(format!("cannot write the audit log, so nothing was done: {e}")))

@@ -70,7 +70,7 @@ struct Inner {
   policy: Policy,
   clock: Arc<dyn Clock>,
   max_read_bytes: u64,
-  audit: Mutex<AuditLog>,
+  audit: AuditLog,
   processes: Mutex<HashMap<String, Process>>,
   next_grant: AtomicU64,
 }
@@ -94,7 +94,7 @@ impl Kernel {
       policy: config.policy,
       clock: config.clock,
       max_read_bytes: config.max_read_bytes,
-      audit: Mutex::new(AuditLog::open(audit_file)?),
+      audit: AuditLog::open(audit_file),
       processes: Mutex::default(),
       next_grant: AtomicU64::new(1),
     })))
@@ -169,9 +169,6 @@ impl Kernel {
     lock(&self.0.processes).get(pid).and_then(|p| p.exit.clone())
   }
 
-  pub fn audit_records(&self) -> Result<Vec<audit::Record>, String> {
-    lock(&self.0.audit).records()
-  }
 }
 
 impl Broker for Kernel {

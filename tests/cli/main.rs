@@ -1,6 +1,7 @@
 //! Integration tests that drive the real `alos` binary on real files.
 //! One test binary (modules by topic) keeps link time low.
 
+mod audit;
 mod common;
 mod confinement;
 mod limits;
