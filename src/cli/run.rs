@@ -119,7 +119,7 @@ pub fn run(args: RunArgs) -> u8 {
     image: args.script.display().to_string(),
     args: args.args,
     grants: args.allow.into_iter().map(|cap| (cap, GrantSource::Cli)).collect(),
-    limits: ProcessLimits { max_syscalls: args.max_syscalls },
+    limits: ProcessLimits { max_syscalls: args.max_syscalls, ..ProcessLimits::default() },
   }) {
     Ok(pid) => pid,
     Err(e) => {

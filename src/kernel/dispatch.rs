@@ -109,8 +109,8 @@ impl Kernel {
     let process = processes
       .get_mut(pid)
       .ok_or_else(|| SyscallError::InvalidArgument(format!("{name}: no such process {pid}")))?;
-    if process.state != State::Running {
-      return Err(SyscallError::InvalidArgument(format!("{name}: process {pid} has exited")));
+    if !matches!(process.state(), State::Running | State::Waiting(_)) {
+      return Err(SyscallError::InvalidArgument(format!("{name}: process {pid} is {}", process.state().name())));
     }
     process.syscalls += 1;
     let who = Who { lineage: process.lineage.clone(), cwd: process.cwd.clone() };
@@ -179,7 +179,9 @@ impl Kernel {
   fn perform(&self, pid: &str, call: &Syscall, path: Option<&WsPath>) -> Result<Value, SyscallError> {
     let ws = &self.0.workspace;
     let path = || path.expect("resolve() gives every fs syscall a path");
-    let fs_error = |e: FsError| fs_error(call.name(), e);
+    // Each fs operation re-checks the capability it needs on where the path physically
+    // leads, from the handle it then uses (see FsGuard).
+    let guard = |kind: Kind| FsGuard::new(self, pid, call, kind, path());
     match call {
       Syscall::ProcSelf => {
         let processes = lock(&self.0.processes);
@@ -194,7 +196,8 @@ impl Kernel {
         Ok(json!(processes.get(pid).map(|p| p.cwd.to_string()).unwrap_or_default()))
       }
       Syscall::ReadText { .. } => {
-        let bytes = ws.read(path(), self.0.max_read_bytes).map_err(fs_error)?;
+        let guard = guard(Kind::FsRead);
+        let bytes = ws.read(path(), self.0.max_read_bytes, &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         String::from_utf8(bytes).map(Value::String).map_err(|e| {
           SyscallError::InvalidArgument(format!(
             "fs.readText: \"{}\" is not UTF-8 text (invalid byte at offset {}); read it with libos.fs.readBytes",
@@ -204,22 +207,26 @@ impl Kernel {
         })
       }
       Syscall::ReadBytes { .. } => {
-        let bytes = ws.read(path(), self.0.max_read_bytes).map_err(fs_error)?;
+        let guard = guard(Kind::FsRead);
+        let bytes = ws.read(path(), self.0.max_read_bytes, &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         Ok(json!(base64::engine::general_purpose::STANDARD.encode(bytes)))
       }
       Syscall::WriteText { text, append, .. } => {
-        ws.write(path(), text.as_bytes(), write_mode(*append)).map_err(fs_error)?;
+        let guard = guard(Kind::FsWrite);
+        ws.write(path(), text.as_bytes(), write_mode(*append), &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         Ok(Value::Null)
       }
       Syscall::WriteBytes { data, append, .. } => {
         let bytes = base64::engine::general_purpose::STANDARD
           .decode(data)
           .map_err(|e| SyscallError::InvalidArgument(format!("fs.writeBytes: data is not base64: {e}")))?;
-        ws.write(path(), &bytes, write_mode(*append)).map_err(fs_error)?;
+        let guard = guard(Kind::FsWrite);
+        ws.write(path(), &bytes, write_mode(*append), &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         Ok(Value::Null)
       }
       Syscall::List { .. } => {
-        let entries = ws.list(path()).map_err(fs_error)?;
+        let guard = guard(Kind::FsRead);
+        let entries = ws.list(path(), &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         Ok(Value::Array(
           entries
             .into_iter()
@@ -228,7 +235,8 @@ impl Kernel {
         ))
       }
       Syscall::Stat { .. } => {
-        let stat = ws.stat(path()).map_err(fs_error)?;
+        let guard = guard(Kind::FsRead);
+        let stat = ws.stat(path(), &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         Ok(json!({
           "kind": kind_name(stat.kind),
           "size": stat.size,
@@ -237,15 +245,18 @@ impl Kernel {
         }))
       }
       Syscall::Mkdir { recursive, .. } => {
-        ws.mkdir(path(), *recursive).map_err(fs_error)?;
+        let guard = guard(Kind::FsWrite);
+        ws.mkdir(path(), *recursive, &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         Ok(Value::Null)
       }
       Syscall::Remove { recursive, .. } => {
-        ws.remove(path(), *recursive).map_err(fs_error)?;
+        let guard = guard(Kind::FsDelete);
+        ws.remove(path(), *recursive, &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         Ok(Value::Null)
       }
       Syscall::Chdir { .. } => {
-        let stat = ws.stat(path()).map_err(fs_error)?;
+        let guard = guard(Kind::FsRead);
+        let stat = ws.stat(path(), &|real| guard.check(real)).map_err(|e| guard.fail(e))?;
         if stat.kind != EntryKind::Dir {
           return Err(SyscallError::InvalidArgument(format!("fs.chdir: \"{}\" is not a directory", path())));
         }
@@ -373,6 +384,82 @@ fn kind_name(kind: EntryKind) -> &'static str {
   }
 }
 
+/// The policy decision again, on the physical workspace path a filesystem operation is
+/// about to touch, called by the provider from the handle it then uses (§7: the check is
+/// the open). `dispatch` decided on the path as written; through a symlink, `docs/x`
+/// may really be `secrets/key`, and a deny rule on that must hold — also for a link
+/// swapped in after that first check. Same process, same grants, same operation digest;
+/// no grant is spent here. A refusal is kept so `perform` can return it whole.
+struct FsGuard<'a> {
+  kernel: &'a Kernel,
+  pid: &'a str,
+  call: &'a Syscall,
+  kind: Kind,
+  path: &'a WsPath,
+  op_digest: String,
+  refusal: std::cell::RefCell<Option<SyscallError>>,
+}
+
+impl<'a> FsGuard<'a> {
+  fn new(kernel: &'a Kernel, pid: &'a str, call: &'a Syscall, kind: Kind, path: &'a WsPath) -> FsGuard<'a> {
+    let op_digest = digest(call_digest_input(call).as_bytes());
+    FsGuard { kernel, pid, call, kind, path, op_digest, refusal: Default::default() }
+  }
+
+  fn check(&self, real: &WsPath) -> Result<(), String> {
+    let request = Request::new(self.kind, real.as_str());
+    let decision = {
+      let now = self.kernel.0.clock.now_ms();
+      let processes = lock(&self.kernel.0.processes);
+      let grants = processes.get(self.pid).map(|p| p.grants.as_slice()).unwrap_or(&[]);
+      self.kernel.0.policy.decide(grants, &request, &self.op_digest, now)
+    };
+    let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
+    // `reason` as `decide` names it for the audit log; `verdict` completes a sentence.
+    let (reason, verdict) = match decision {
+      Decision::Allowed { .. } => return Ok(()),
+      Decision::Denied { by: DeniedBy::Rule(rule) } => {
+        (format!("rule \"{rule}\""), format!("is denied by rule \"{rule}\""))
+      }
+      Decision::Denied { by: DeniedBy::NoGrant { .. } } => (
+        "no grant".to_string(),
+        format!(
+          "needs {needed}, which no grant of this process covers. To allow it, run with --allow {needed}{}",
+          glob_hint(&request)
+        ),
+      ),
+      Decision::Ask { rule } => (
+        format!("rule \"{rule}\" (no human channel)"),
+        format!("needs a human's approval (rule \"{rule}\"), and no human channel is attached"),
+      ),
+    };
+    let syscall = self.call.name();
+    let path = self.path;
+    let subject = if real == path {
+      // Decided differently a moment after `dispatch` (a grant expired or was revoked).
+      format!("{syscall} \"{path}\"")
+    } else if matches!(self.call, Syscall::Mkdir { .. }) && path.starts_with(real) {
+      format!("{syscall} \"{path}\" would create \"{real}\", and that")
+    } else {
+      format!("{syscall} \"{path}\" resolves to \"{real}\" through a symlink, and that")
+    };
+    self.refusal.replace(Some(SyscallError::PermissionDenied {
+      syscall: syscall.to_string(),
+      capability: needed,
+      reason,
+      message: format!("{subject} {verdict}"),
+    }));
+    Err(format!("that {verdict}"))
+  }
+
+  fn fail(&self, error: FsError) -> SyscallError {
+    match (error, self.refusal.take()) {
+      (FsError::Denied { .. }, Some(refusal)) => refusal,
+      (error, _) => fs_error(self.call.name(), error),
+    }
+  }
+}
+
 fn fs_error(syscall: &str, error: FsError) -> SyscallError {
   let message = format!("{syscall}: {error}");
   match error {
@@ -387,6 +474,9 @@ fn fs_error(syscall: &str, error: FsError) -> SyscallError {
     },
     FsError::Invalid(_) | FsError::Refused { .. } | FsError::NotADirectory { .. } | FsError::IsADirectory { .. } | FsError::NotEmpty { .. } => {
       SyscallError::InvalidArgument(message)
+    }
+    FsError::Denied { reason, .. } => {
+      SyscallError::PermissionDenied { syscall: syscall.to_string(), capability: String::new(), reason, message }
     }
     FsError::Io { .. } => SyscallError::OperationFailed(message),
   }

@@ -40,7 +40,6 @@ use process::State;
 use process::Stop;
 use crate::provider::clock::Clock;
 use crate::provider::fs::Workspace;
-use crate::provider::fs::WsPath;
 use crate::store::audit_file::AuditFile;
 
 pub struct KernelConfig {
@@ -117,19 +116,10 @@ impl Kernel {
     let pid = format!("p{:08x}", rand::random::<u32>());
     let grants: Vec<Grant> = spec.grants.into_iter().map(|(cap, source)| self.new_grant(cap, source)).collect();
     let held: Vec<String> = grants.iter().map(|g| g.capability.to_string()).collect();
-    let process = Process {
-      pid: pid.clone(),
-      lineage: vec![pid.clone()],
-      image: spec.image.clone(),
-      args: spec.args,
-      cwd: WsPath::root(),
-      grants,
-      limits: spec.limits,
-      state: State::Running,
-      syscalls: 0,
-      exit: None,
-      stop: None,
-    };
+    let mut process = Process::new(pid.clone(), None, spec.image.clone(), spec.args);
+    process.grants = grants;
+    process.limits = spec.limits;
+    process.transition(State::Running).expect("a new process can start");
     lock(&self.0.processes).insert(pid.clone(), process);
     self
       .record_lifecycle(&pid, "spawn", &serde_json::json!({ "image": spec.image, "grants": held }), "running")
