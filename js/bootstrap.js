@@ -184,10 +184,24 @@ const fs = freeze({
   chdir: (path) => callAsync("fs.chdir", { path }),
 });
 
+const proc = freeze({
+  spawn: (opts) => callAsync("proc.spawn", options(opts)),
+  wait: (pid, opts) => callAsync("proc.wait", { pid, ...options(opts) }),
+  signal: (pid, signal) => callAsync("proc.signal", { pid, signal }),
+  list: () => callAsync("proc.list"),
+});
+
+const caps = freeze({
+  list: () => call("caps.list"),
+  drop: (capability) => callAsync("caps.drop", { capability }),
+});
+
 const libos = freeze({
   pid: self.pid,
   args: freeze(self.args ?? []),
   fs,
+  proc,
+  caps,
   now: () => call("now"),
   random: () => call("random"),
   exit: (result) => {

@@ -34,6 +34,7 @@ fn spec(entry: &std::path::Path) -> IsolateSpec {
   IsolateSpec {
     pid: "p-test".into(),
     entry: entry.to_path_buf(),
+    root: entry.parent().unwrap().to_path_buf(),
     broker: Arc::new(Minimal),
     limits: IsolateLimits::default(),
     builtins: &[],

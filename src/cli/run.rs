@@ -10,11 +10,8 @@ use serde_json::json;
 use super::exit;
 use super::location::Location;
 use super::usage_error;
-use crate::engine::Isolate;
+use crate::engine::IsolateLauncher;
 use crate::engine::IsolateLimits;
-use crate::engine::IsolateSpec;
-use crate::engine::Outcome;
-use crate::engine::Termination;
 use crate::kernel::capability::Capability;
 use crate::kernel::grant::GrantSource;
 use crate::kernel::policy::Effect;
@@ -115,8 +112,14 @@ pub fn run(args: RunArgs) -> u8 {
     Err(e) => return usage_error(e),
   };
 
-  let pid = match kernel.spawn_root(ProcessSpec {
+  let limits = IsolateLimits {
+    heap_bytes: args.heap_mb.map(|mb| mb as usize * 1024 * 1024),
+    wall_time: args.timeout,
+  };
+  kernel.set_launcher(Arc::new(IsolateLauncher { limits, builtins: &[] }));
+  let pid = match kernel.start_root(ProcessSpec {
     image: args.script.display().to_string(),
+    entry,
     args: args.args,
     grants: args.allow.into_iter().map(|cap| (cap, GrantSource::Cli)).collect(),
     limits: ProcessLimits { max_syscalls: args.max_syscalls, ..ProcessLimits::default() },
@@ -127,47 +130,9 @@ pub fn run(args: RunArgs) -> u8 {
       return exit::SCRIPT_ERROR;
     }
   };
-  tracing::info!(%pid, script = %entry.display(), "starting");
-
-  let limits = IsolateLimits {
-    heap_bytes: args.heap_mb.map(|mb| mb as usize * 1024 * 1024),
-    wall_time: args.timeout,
-  };
-  let spec = IsolateSpec {
-    pid: pid.clone(),
-    entry,
-    broker: Arc::new(kernel.clone()),
-    limits,
-    builtins: &[],
-  };
-  let attach_kernel = kernel.clone();
-  let attach_pid = pid.clone();
-  let isolate = Isolate::start(spec, move |stopper| {
-    let stopper = stopper.clone();
-    attach_kernel.attach(&attach_pid, Box::new(move || stopper.stop()));
-  });
-  let outcome = match isolate {
-    Ok(isolate) => isolate.join(),
-    Err(e) => Outcome::Failed { class: None, text: format!("cannot start the isolate: {e}") },
-  };
-  let status = kernel.finish(&pid, exit_status(outcome)).unwrap_or(ExitStatus::Killed {
-    reason: "the process record was lost".to_string(),
-  });
+  tracing::info!(%pid, "started");
+  let status = kernel.wait_exit(&pid).unwrap_or(ExitStatus::Killed { reason: "the process record was lost".to_string() });
   report(&pid, &status, args.json)
-}
-
-fn exit_status(outcome: Outcome) -> ExitStatus {
-  match outcome {
-    Outcome::Finished => ExitStatus::Ok { result: serde_json::Value::Null },
-    Outcome::Failed { class, text } => ExitStatus::Error { class, error: text },
-    Outcome::Terminated(Termination::WallTime(limit)) => ExitStatus::LimitExceeded {
-      limit: format!("timeout: the script ran longer than {}", humantime::format_duration(limit)),
-    },
-    Outcome::Terminated(Termination::Heap(bytes)) => ExitStatus::LimitExceeded {
-      limit: format!("heap: the script used more than its {} MiB heap", bytes / (1024 * 1024)),
-    },
-    Outcome::Terminated(Termination::Stopped) => ExitStatus::Killed { reason: "stopped by the kernel".to_string() },
-  }
 }
 
 fn report(pid: &str, status: &ExitStatus, json: bool) -> u8 {

@@ -37,8 +37,10 @@ pub struct IsolateLimits {
 
 pub struct IsolateSpec {
   pub pid: String,
-  /// Absolute, canonical path of the entry module. Its directory is the script root.
+  /// Absolute, canonical path of the entry module.
   pub entry: PathBuf,
+  /// The directory the script may import modules from (the entry is inside it).
+  pub root: PathBuf,
   pub broker: Arc<dyn Broker + Send + Sync>,
   pub limits: IsolateLimits,
   pub builtins: Builtins,
@@ -153,7 +155,7 @@ fn run(
     }
   };
   tokio.block_on(async move {
-    let root = spec.entry.parent().map(PathBuf::from).unwrap_or_default();
+    let root = spec.root.clone();
     let loader = match ScriptLoader::new(&root, Some(&spec.entry), spec.builtins) {
       Ok(loader) => loader,
       Err(e) => {

@@ -3,6 +3,7 @@
 //! it decides nothing about authority — every op goes to the broker.
 
 pub mod isolate;
+pub mod launcher;
 pub mod loader;
 
 pub use isolate::Isolate;
@@ -11,3 +12,4 @@ pub use isolate::IsolateSpec;
 pub use isolate::Outcome;
 pub use isolate::Stopper;
 pub use isolate::Termination;
+pub use launcher::IsolateLauncher;

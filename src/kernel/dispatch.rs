@@ -3,6 +3,10 @@
 //! policy/capability check → perform via a provider → audit record.
 //! A definite denial happens before anything about the target is looked at.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
 use base64::Engine as _;
 use serde_json::json;
 use serde_json::Value;
@@ -18,6 +22,7 @@ use super::lock;
 use super::policy::AllowedBy;
 use super::policy::Decision;
 use super::policy::DeniedBy;
+use super::policy::Effect;
 use super::process::ExitStatus;
 use super::process::State;
 use super::syscall::Syscall;
@@ -42,8 +47,19 @@ struct Who {
   cwd: WsPath,
 }
 
+/// A syscall's result now, or a future of it for the syscalls that wait (on a child, a
+/// timer, a human). The future runs on the calling isolate's thread.
+pub(super) enum Dispatched {
+  Ready(Result<Value, SyscallError>),
+  Waiting(Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>),
+}
+
 impl Kernel {
-  pub(super) fn dispatch(&self, pid: &str, name: &str, args: Value) -> Result<Value, SyscallError> {
+  pub(super) fn dispatch(&self, pid: &str, name: &str, args: Value) -> Dispatched {
+    self.dispatch_checked(pid, name, args).unwrap_or_else(|e| Dispatched::Ready(Err(e)))
+  }
+
+  fn dispatch_checked(&self, pid: &str, name: &str, args: Value) -> Result<Dispatched, SyscallError> {
     let args_digest = digest(args.to_string().as_bytes());
     let who = self.account(pid, name, &args_digest)?;
     let audit = |request: Option<&Request>, decision: Verdict, decided_by: Option<String>, outcome: String| {
@@ -69,6 +85,9 @@ impl Kernel {
         return Err(e);
       }
     };
+    if let Some(waiting) = self.waiting(pid, &call) {
+      return Ok(Dispatched::Waiting(waiting));
+    }
     let access = match resolve(&call, &who.cwd) {
       Ok(access) => access,
       Err(e) => {
@@ -99,13 +118,33 @@ impl Kernel {
     }
     if let Syscall::Exit { result: value } = &call {
       self.stop(pid, ExitStatus::Ok { result: value.clone() });
+      // `exit` does not return: the isolate is being stopped, and this never-settling
+      // call keeps its event loop from mistaking the stop for a stalled script.
+      return Ok(Dispatched::Waiting(Box::pin(std::future::pending())));
     }
-    result
+    Ok(Dispatched::Ready(result))
+  }
+
+  /// The syscalls that wait and need no capability, as futures.
+  fn waiting(&self, pid: &str, call: &Syscall) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
+    match call {
+      Syscall::ProcWait { pid: target, timeout_ms } => {
+        let (kernel, me, target) = (self.clone(), pid.to_string(), target.clone());
+        let timeout = timeout_ms.map(Duration::from_millis);
+        Some(Box::pin(async move { kernel.wait_child(&me, &target, timeout).await }))
+      }
+      _ => None,
+    }
   }
 
   /// Counts the syscall against the process's budget; a process over budget is stopped.
   fn account(&self, pid: &str, name: &str, args_digest: &str) -> Result<Who, SyscallError> {
     let mut processes = lock(&self.0.processes);
+    // A paused process makes no progress past its next syscall until it is resumed
+    // (or cancelled). Each isolate has its own thread, so blocking it blocks only it.
+    while processes.get(pid).is_some_and(|p| matches!(p.state(), State::Paused { .. })) {
+      processes = self.0.resumed.wait(processes).unwrap_or_else(|e| e.into_inner());
+    }
     let process = processes
       .get_mut(pid)
       .ok_or_else(|| SyscallError::InvalidArgument(format!("{name}: no such process {pid}")))?;
@@ -144,10 +183,17 @@ impl Kernel {
   fn decide(&self, pid: &str, syscall: &str, request: &Request, op_digest: &str) -> Result<String, SyscallError> {
     let now = self.0.clock.now_ms();
     let processes = lock(&self.0.processes);
-    let grants = processes.get(pid).map(|p| p.grants.as_slice()).unwrap_or(&[]);
+    let process = processes.get(pid);
+    let grants = process.map(|p| p.grants.as_slice()).unwrap_or(&[]);
     let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
     let attempt = format!("{syscall} \"{}\"", display_resource(request));
-    let (reason, message) = match self.0.policy.decide(grants, request, op_digest, now) {
+    // The process's own rules (its fork mode's) are denials, so they come first, like
+    // every deny; then the kernel's policy.
+    let own_denial = process
+      .and_then(|p| p.rules.iter().find(|r| r.effect == Effect::Deny && r.matches(request)))
+      .map(|rule| Decision::Denied { by: DeniedBy::Rule(rule.clone()) });
+    let decision = own_denial.unwrap_or_else(|| self.0.policy.decide(grants, request, op_digest, now));
+    let (reason, message) = match decision {
       Decision::Allowed { by: AllowedBy::Grant(id) } => {
         // Name the grant's capability and origin: "grant g2" alone means nothing in a log.
         return Ok(match grants.iter().find(|g| g.id == id) {
@@ -157,8 +203,8 @@ impl Kernel {
       }
       Decision::Allowed { by } => return Ok(by.to_string()),
       Decision::Denied { by: DeniedBy::Rule(rule) } => (
-        format!("rule \"{rule}\""),
-        format!("{attempt} denied by rule \"{rule}\""),
+        format!("rule \"{rule}\" from {}", rule.source),
+        format!("{attempt} denied by rule \"{rule}\" from {}", rule.source),
       ),
       Decision::Denied { by: DeniedBy::NoGrant { .. } } => (
         "no grant".to_string(),
@@ -189,6 +235,13 @@ impl Kernel {
         Ok(json!({ "pid": p.pid, "args": p.args, "cwd": p.cwd.to_string() }))
       }
       Syscall::Exit { .. } => Ok(Value::Null),
+      Syscall::ProcSpawn(spec) => self.spawn_child(pid, spec.clone()),
+      Syscall::ProcSignal { pid: target, signal } => self.signal(pid, target, *signal),
+      Syscall::ProcList => Ok(self.list(pid)),
+      Syscall::CapsList => Ok(self.caps_list(pid)),
+      Syscall::CapsDrop { capability } => self.caps_drop(pid, capability),
+      // Dispatched by `waiting()` before it gets here.
+      Syscall::ProcWait { .. } => Err(SyscallError::InvalidArgument("proc.wait must be awaited".into())),
       Syscall::Now => Ok(json!(self.0.clock.now_ms())),
       Syscall::Random => Ok(json!(rand::random::<f64>())),
       Syscall::Cwd => {
@@ -321,9 +374,17 @@ fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
       (Kind::FsWrite, path)
     }
     Syscall::Remove { path, .. } => (Kind::FsDelete, path),
-    Syscall::ProcSelf | Syscall::Exit { .. } | Syscall::Now | Syscall::Random | Syscall::Cwd => {
-      return Ok(Access { request: None, path: None })
-    }
+    Syscall::ProcSpawn(_) => return Ok(Access { request: Some(Request::new(Kind::ProcSpawn, "")), path: None }),
+    Syscall::ProcSignal { .. } => return Ok(Access { request: Some(Request::new(Kind::ProcSignal, "")), path: None }),
+    Syscall::ProcSelf
+    | Syscall::Exit { .. }
+    | Syscall::Now
+    | Syscall::Random
+    | Syscall::Cwd
+    | Syscall::ProcWait { .. }
+    | Syscall::ProcList
+    | Syscall::CapsList
+    | Syscall::CapsDrop { .. } => return Ok(Access { request: None, path: None }),
   };
   let path = WsPath::resolve(cwd, raw).map_err(|e| {
     let message = format!("{} \"{raw}\": {e}", call.name());

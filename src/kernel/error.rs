@@ -16,6 +16,8 @@ pub enum SyscallError {
   #[error("{0}")]
   LimitExceeded(String),
   #[error("{0}")]
+  Timeout(String),
+  #[error("{0}")]
   OperationFailed(String),
 }
 
@@ -27,6 +29,7 @@ impl SyscallError {
       SyscallError::NotFound(_) => ErrorClass::NotFound,
       SyscallError::AlreadyExists(_) => ErrorClass::AlreadyExists,
       SyscallError::LimitExceeded(_) => ErrorClass::LimitExceeded,
+      SyscallError::Timeout(_) => ErrorClass::Timeout,
       SyscallError::OperationFailed(_) => ErrorClass::OperationFailed,
     }
   }

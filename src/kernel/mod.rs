@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod capability;
 mod dispatch;
+pub mod lifecycle;
 pub mod error;
 pub mod grant;
 pub mod policy;
@@ -19,8 +20,10 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
+use std::sync::OnceLock;
 
 use alos_ops::Broker;
 use alos_ops::PendingReply;
@@ -28,10 +31,14 @@ use alos_ops::Reply;
 use serde_json::Value;
 
 use audit::AuditLog;
+use dispatch::Dispatched;
+use error::SyscallError;
 use capability::Capability;
 use grant::Grant;
 use grant::GrantId;
 use grant::GrantSource;
+use lifecycle::Launch;
+use lifecycle::Launcher;
 use policy::Policy;
 use process::ExitStatus;
 use process::Process;
@@ -56,6 +63,9 @@ pub struct KernelConfig {
 /// What a new root process starts with.
 pub struct ProcessSpec {
   pub image: String,
+  /// Absolute path of the entry module; its directory is where the process tree's
+  /// scripts may be loaded from.
+  pub entry: PathBuf,
   pub args: Vec<String>,
   pub grants: Vec<(Capability, GrantSource)>,
   pub limits: ProcessLimits,
@@ -71,7 +81,12 @@ struct Inner {
   max_read_bytes: u64,
   audit: AuditLog,
   processes: Mutex<HashMap<String, Process>>,
+  /// Signalled on every exit and resume, for `proc.wait` and `wait_exit`.
+  changes: tokio::sync::Notify,
+  /// Wakes syscalls of paused processes (they block on the `processes` lock).
+  resumed: Condvar,
   next_grant: AtomicU64,
+  launcher: OnceLock<Arc<dyn Launcher>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -95,7 +110,10 @@ impl Kernel {
       max_read_bytes: config.max_read_bytes,
       audit: AuditLog::open(audit_file),
       processes: Mutex::default(),
+      changes: tokio::sync::Notify::new(),
+      resumed: Condvar::new(),
       next_grant: AtomicU64::new(1),
+      launcher: OnceLock::new(),
     })))
   }
 
@@ -111,12 +129,48 @@ impl Kernel {
     }
   }
 
+  /// Sets how processes' scripts are started (once; the engine provides it).
+  pub fn set_launcher(&self, launcher: Arc<dyn Launcher>) {
+    let _ = self.0.launcher.set(launcher);
+  }
+
+  /// Creates a root process and starts its script.
+  pub fn start_root(&self, spec: ProcessSpec) -> Result<String, String> {
+    let entry = spec.entry.clone();
+    let pid = self.spawn_root(spec)?;
+    let launch = Launch {
+      pid: pid.clone(),
+      script_root: entry.parent().map(PathBuf::from).unwrap_or_default(),
+      entry,
+    };
+    let launcher = self.0.launcher.get().cloned().ok_or("this kernel has no launcher")?;
+    if let Err(why) = launcher.launch(self, launch) {
+      self.finish(&pid, ExitStatus::Error { class: None, error: format!("could not start: {why}") });
+      return Err(why);
+    }
+    Ok(pid)
+  }
+
+  /// Blocks until `pid` has exited; returns how.
+  pub fn wait_exit(&self, pid: &str) -> Option<ExitStatus> {
+    let mut processes = lock(&self.0.processes);
+    loop {
+      match processes.get(pid) {
+        None => return None,
+        Some(p) if p.exit.is_some() => return p.exit.clone(),
+        Some(_) => processes = self.0.resumed.wait(processes).unwrap_or_else(|e| e.into_inner()),
+      }
+    }
+  }
+
   /// Creates a root process (no parent) and records its start.
-  pub fn spawn_root(&self, spec: ProcessSpec) -> Result<String, String> {
+  fn spawn_root(&self, spec: ProcessSpec) -> Result<String, String> {
     let pid = format!("p{:08x}", rand::random::<u32>());
     let grants: Vec<Grant> = spec.grants.into_iter().map(|(cap, source)| self.new_grant(cap, source)).collect();
     let held: Vec<String> = grants.iter().map(|g| g.capability.to_string()).collect();
     let mut process = Process::new(pid.clone(), None, spec.image.clone(), spec.args);
+    process.script_root = spec.entry.parent().map(PathBuf::from).unwrap_or_default();
+    process.entry = spec.entry;
     process.grants = grants;
     process.limits = spec.limits;
     process.transition(State::Running).expect("a new process can start");
@@ -127,10 +181,16 @@ impl Kernel {
     Ok(pid)
   }
 
-  /// Installs how to stop the process's isolate (exit, kill, exhausted budget).
+  /// Installs how to stop the process's isolate (exit, kill, exhausted budget). A
+  /// process that already ended (cancelled before its isolate was up) is stopped now.
   pub fn attach(&self, pid: &str, stop: Stop) {
-    if let Some(process) = lock(&self.0.processes).get_mut(pid) {
-      process.stop = Some(stop);
+    let mut processes = lock(&self.0.processes);
+    match processes.get_mut(pid) {
+      Some(process) if process.is_live() => process.stop = Some(stop),
+      _ => {
+        drop(processes);
+        stop();
+      }
     }
   }
 
@@ -144,6 +204,9 @@ impl Kernel {
       process.stop = None;
       (changed, process.exit.clone()?)
     };
+    // Waiters (`proc.wait`, `wait_exit`) look again.
+    self.0.changes.notify_waiters();
+    self.0.resumed.notify_all();
     if changed {
       let outcome = serde_json::to_value(&final_status).unwrap_or(Value::Null);
       let label = outcome.get("status").and_then(Value::as_str).unwrap_or("exited").to_string();
@@ -163,18 +226,16 @@ impl Kernel {
 
 impl Broker for Kernel {
   fn syscall(&self, pid: &str, name: &str, args: Value) -> Reply {
-    self.dispatch(pid, name, args).map_err(|e| e.into_fault())
+    match self.dispatch(pid, name, args) {
+      Dispatched::Ready(result) => result.map_err(|e| e.into_fault()),
+      Dispatched::Waiting(_) => Err(SyscallError::InvalidArgument(format!("{name} waits, so it must be called asynchronously")).into_fault()),
+    }
   }
 
   fn syscall_async(&self, pid: &str, name: &str, args: Value) -> PendingReply {
-    // Every primitive so far completes without waiting; the future shape is for the
-    // ones that will wait (humans, children, timers).
-    let reply = self.syscall(pid, name, args);
-    if name == "exit" && reply.is_ok() {
-      // `exit` does not return: the isolate is being stopped, and its pending call
-      // keeps the event loop from mistaking the stop for a stalled script.
-      return Box::pin(std::future::pending());
+    match self.dispatch(pid, name, args) {
+      Dispatched::Ready(result) => Box::pin(std::future::ready(result.map_err(|e| e.into_fault()))),
+      Dispatched::Waiting(future) => Box::pin(async move { future.await.map_err(|e| e.into_fault()) }),
     }
-    Box::pin(std::future::ready(reply))
   }
 }

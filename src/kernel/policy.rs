@@ -43,6 +43,8 @@ pub enum RuleSource {
   Image(String),
   /// A human's "allow always" answer to the named request.
   Human { request: String },
+  /// The fork mode a process was spawned with (e.g. a speculative child's denials).
+  ForkMode { mode: String, parent: String },
 }
 
 impl fmt::Display for RuleSource {
@@ -52,6 +54,7 @@ impl fmt::Display for RuleSource {
       RuleSource::PolicyFile(name) => write!(f, "policy file {name:?}"),
       RuleSource::Image(name) => write!(f, "image {name:?}"),
       RuleSource::Human { request } => write!(f, "human request {request:?}"),
+      RuleSource::ForkMode { mode, parent } => write!(f, "its fork mode ({mode} child of {parent})"),
     }
   }
 }

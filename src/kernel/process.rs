@@ -1,6 +1,8 @@
 //! AgentProcesses: identity, lineage, cwd, held grants, limits, and a lifecycle whose
 //! transitions are enforced.
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -26,7 +28,7 @@ pub struct ProcessLimits {
 
 impl Default for ProcessLimits {
   fn default() -> Self {
-    ProcessLimits { max_syscalls: None, max_children: 16, max_depth: 4 }
+    ProcessLimits { max_syscalls: None, max_children: 8, max_depth: 3 }
   }
 }
 
@@ -153,6 +155,9 @@ pub struct Process {
   /// Root first, this process last.
   pub lineage: Vec<String>,
   pub image: String,
+  /// Absolute path of the entry module, and the directory its imports are confined to.
+  pub entry: PathBuf,
+  pub script_root: PathBuf,
   pub args: Vec<String>,
   pub cwd: WsPath,
   pub grants: Vec<Grant>,
@@ -177,6 +182,8 @@ impl Process {
       parent: parent.map(|p| p.pid.clone()),
       lineage,
       image,
+      entry: PathBuf::new(),
+      script_root: parent.map(|p| p.script_root.clone()).unwrap_or_default(),
       args,
       cwd: parent.map(|p| p.cwd.clone()).unwrap_or_else(WsPath::root),
       grants: Vec::new(),
@@ -283,6 +290,18 @@ mod tests {
     }
     assert!(!p.end(ExitStatus::Ok { result: Value::Null }), "the first exit wins");
     assert_eq!(p.exit, Some(ExitStatus::Killed { reason: "cancelled".into() }));
+  }
+
+  #[test]
+  fn the_default_budget_bounds_a_fork_bomb_to_105_processes() {
+    fn total(limits: ProcessLimits) -> u64 {
+      if limits.max_depth == 0 {
+        return 1;
+      }
+      1 + (0..limits.max_children).map(|_| total(limits.for_child(0, None))).sum::<u64>()
+    }
+    // 1 + 8 × (1 + 4 × (1 + 2 × 1)) = 105.
+    assert_eq!(total(ProcessLimits::default()), 105);
   }
 
   #[test]

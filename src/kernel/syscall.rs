@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::SyscallError;
+use super::lifecycle::Signal;
+use super::lifecycle::SpawnArgs;
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "call", content = "args", deny_unknown_fields)]
@@ -61,12 +63,29 @@ pub enum Syscall {
   Cwd,
   #[serde(rename = "fs.chdir")]
   Chdir { path: String },
+  #[serde(rename = "proc.spawn")]
+  ProcSpawn(SpawnArgs),
+  #[serde(rename = "proc.wait")]
+  ProcWait {
+    pid: String,
+    #[serde(rename = "timeoutMs")]
+    timeout_ms: Option<u64>,
+  },
+  #[serde(rename = "proc.signal")]
+  ProcSignal { pid: String, signal: Signal },
+  #[serde(rename = "proc.list")]
+  ProcList,
+  #[serde(rename = "caps.list")]
+  CapsList,
+  #[serde(rename = "caps.drop")]
+  CapsDrop { capability: String },
 }
 
 /// Every syscall name, for error messages.
 pub const NAMES: &[&str] = &[
   "proc.self", "exit", "now", "random", "fs.readText", "fs.readBytes", "fs.writeText", "fs.writeBytes",
-  "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir",
+  "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
+  "proc.list", "caps.list", "caps.drop",
 ];
 
 impl Syscall {
@@ -93,7 +112,10 @@ impl Syscall {
   /// Whether the audit log records this syscall. Audit is for decisions and side
   /// effects; reading the clock, the cwd or one's own identity is neither.
   pub fn is_audited(&self) -> bool {
-    !matches!(self, Syscall::ProcSelf | Syscall::Now | Syscall::Random | Syscall::Cwd)
+    !matches!(
+      self,
+      Syscall::ProcSelf | Syscall::Now | Syscall::Random | Syscall::Cwd | Syscall::ProcList | Syscall::CapsList
+    )
   }
 
   pub fn name(&self) -> &'static str {
@@ -112,6 +134,12 @@ impl Syscall {
       Syscall::Remove { .. } => "fs.remove",
       Syscall::Cwd => "fs.cwd",
       Syscall::Chdir { .. } => "fs.chdir",
+      Syscall::ProcSpawn(_) => "proc.spawn",
+      Syscall::ProcWait { .. } => "proc.wait",
+      Syscall::ProcSignal { .. } => "proc.signal",
+      Syscall::ProcList => "proc.list",
+      Syscall::CapsList => "caps.list",
+      Syscall::CapsDrop { .. } => "caps.drop",
     }
   }
 }
@@ -160,6 +188,12 @@ mod tests {
       ("fs.remove", json!({"path": "a"})),
       ("fs.cwd", Value::Null),
       ("fs.chdir", json!({"path": "a"})),
+      ("proc.spawn", json!({"entry": "w.ts"})),
+      ("proc.wait", json!({"pid": "p1"})),
+      ("proc.signal", json!({"pid": "p1", "signal": "cancel"})),
+      ("proc.list", Value::Null),
+      ("caps.list", Value::Null),
+      ("caps.drop", json!({"capability": "fs.read"})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

@@ -5,5 +5,6 @@ mod audit;
 mod common;
 mod confinement;
 mod limits;
+mod processes;
 mod run;
 mod scripts;

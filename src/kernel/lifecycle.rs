@@ -1,0 +1,407 @@
+//! Process management primitives: spawn (with attenuation), wait, signal, list, and the
+//! capability calls a process makes about itself (list, drop with revocation).
+
+use std::collections::HashSet;
+use std::path::Component;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::Value;
+
+use super::capability::Capability;
+use super::capability::Kind;
+use super::error::SyscallError;
+use super::grant::Grant;
+use super::grant::GrantId;
+use super::grant::GrantSource;
+use super::lock;
+use super::policy::Effect;
+use super::policy::Rule;
+use super::policy::RuleSource;
+use super::process::ExitStatus;
+use super::process::ForkMode;
+use super::process::Process;
+use super::process::State;
+use super::Kernel;
+use crate::provider::fs::WsPath;
+
+/// Starts processes' scripts; the engine implements it and the CLI hands it to the
+/// kernel, which knows nothing of isolates.
+pub trait Launcher: Send + Sync {
+  /// Starts the script of `launch.pid`. Before the script runs, the launcher must
+  /// `attach` a stop callback; when the script ends, it must call `finish`.
+  fn launch(&self, kernel: &Kernel, launch: Launch) -> Result<(), String>;
+}
+
+pub struct Launch {
+  pub pid: String,
+  /// Absolute path of the entry module.
+  pub entry: PathBuf,
+  /// The directory the script may import from (inherited from the root process).
+  pub script_root: PathBuf,
+}
+
+/// Arguments of `proc.spawn`.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SpawnArgs {
+  /// The child's entry module, relative to the parent's script directory.
+  pub entry: String,
+  #[serde(default)]
+  pub args: Vec<String>,
+  /// Capabilities for the child; each must be covered by one the parent holds.
+  #[serde(default)]
+  pub caps: Vec<String>,
+  #[serde(default)]
+  pub mode: ForkMode,
+  /// The child's cwd (default: the parent's), relative to the parent's cwd.
+  pub cwd: Option<String>,
+  pub max_syscalls: Option<u64>,
+}
+
+/// The signals a process can send to its descendants.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+  Pause,
+  Resume,
+  Cancel,
+}
+
+/// The rules a fork mode adds to a child (and so to all its descendants).
+fn mode_rules(mode: ForkMode, parent: &str) -> Vec<Rule> {
+  let source = RuleSource::ForkMode { mode: format!("{mode:?}").to_lowercase(), parent: parent.to_string() };
+  let deny = |kind: Kind| Rule::new(Effect::Deny, Capability::any(kind), source.clone());
+  match mode {
+    ForkMode::Restricted | ForkMode::Copy => vec![],
+    // A worker's own namespace (proc/<pid>) is always available, beside capabilities;
+    // this rule closes every other one.
+    ForkMode::Worker => vec![deny(Kind::MemWrite), deny(Kind::ToolRegister)],
+    ForkMode::Speculative => vec![deny(Kind::FsWrite), deny(Kind::FsDelete), deny(Kind::Shell), deny(Kind::Net)],
+  }
+}
+
+/// `entry` joined onto `root`, refusing anything that leaves it.
+fn child_entry(root: &Path, entry: &str) -> Result<PathBuf, SyscallError> {
+  let relative = Path::new(entry);
+  let mut path = root.to_path_buf();
+  for component in relative.components() {
+    match component {
+      Component::Normal(part) => path.push(part),
+      Component::CurDir => {}
+      Component::ParentDir if path != root => {
+        path.pop();
+      }
+      _ => {
+        return Err(SyscallError::InvalidArgument(format!(
+          "proc.spawn: entry \"{entry}\" must be a module inside the script directory {}",
+          root.display()
+        )))
+      }
+    }
+  }
+  if path == root {
+    return Err(SyscallError::InvalidArgument(format!("proc.spawn: entry \"{entry}\" names no module")));
+  }
+  Ok(path)
+}
+
+/// A summary of a process for `proc.list` and `proc.wait`.
+fn describe(p: &Process) -> Value {
+  let mut out = json!({
+    "pid": p.pid,
+    "parent": p.parent,
+    "image": p.image,
+    "state": p.state().name(),
+    "mode": p.mode,
+  });
+  if let Some(exit) = &p.exit {
+    out["exit"] = serde_json::to_value(exit).unwrap_or(Value::Null);
+  }
+  out
+}
+
+impl Kernel {
+  pub(super) fn spawn_child(&self, parent_pid: &str, spec: SpawnArgs) -> Result<Value, SyscallError> {
+    let asked: Vec<Capability> = spec
+      .caps
+      .iter()
+      .map(|text| text.parse().map_err(|e| SyscallError::InvalidArgument(format!("proc.spawn: {e}"))))
+      .collect::<Result<_, _>>()?;
+    let now = self.0.clock.now_ms();
+    let pid = format!("p{:08x}", rand::random::<u32>());
+    let launch = {
+      let mut processes = lock(&self.0.processes);
+      let parent = processes
+        .get(parent_pid)
+        .ok_or_else(|| SyscallError::NotFound(format!("no such process {parent_pid}")))?;
+      if parent.limits.max_depth == 0 {
+        return Err(SyscallError::LimitExceeded(format!(
+          "proc.spawn: {parent_pid} is at the deepest generation its budget allows and cannot spawn"
+        )));
+      }
+      if parent.children_spawned >= parent.limits.max_children {
+        return Err(SyscallError::LimitExceeded(format!(
+          "proc.spawn: {parent_pid} has spawned all {} children its budget allows",
+          parent.limits.max_children
+        )));
+      }
+      let entry = child_entry(&parent.script_root, &spec.entry)?;
+      let cwd = match &spec.cwd {
+        None => parent.cwd.clone(),
+        Some(cwd) => WsPath::resolve(&parent.cwd, cwd)
+          .map_err(|e| SyscallError::InvalidArgument(format!("proc.spawn: cwd \"{cwd}\": {e}")))?,
+      };
+      let grants = self.derive_grants(parent, &asked, spec.mode, now)?;
+
+      let mut child = Process::new(pid.clone(), Some(parent), spec.entry.clone(), spec.args);
+      child.entry = entry.clone();
+      child.script_root = parent.script_root.clone();
+      child.cwd = cwd;
+      child.grants = grants;
+      child.rules = parent.rules.iter().cloned().chain(mode_rules(spec.mode, parent_pid)).collect();
+      child.mode = spec.mode;
+      child.limits = parent.limits.for_child(parent.syscalls, spec.max_syscalls);
+      child.transition(State::Running).expect("a new process can start");
+      let script_root = child.script_root.clone();
+      processes.get_mut(parent_pid).expect("looked up above").children_spawned += 1;
+      processes.insert(pid.clone(), child);
+      super::lifecycle::Launch { pid: pid.clone(), entry, script_root }
+    };
+    let held = self.grant_names(&pid);
+    self
+      .record_lifecycle(&pid, "spawn", &json!({ "image": spec.entry, "mode": spec.mode, "grants": held }), "running")
+      .map_err(|e| SyscallError::OperationFailed(format!("cannot write the audit log: {e}")))?;
+    let launcher = self.0.launcher.get().cloned();
+    let started = match launcher {
+      Some(launcher) => launcher.launch(self, launch),
+      None => Err("this kernel has no launcher".to_string()),
+    };
+    if let Err(why) = started {
+      self.finish(&pid, ExitStatus::Error { class: None, error: format!("could not start: {why}") });
+      return Err(SyscallError::OperationFailed(format!("proc.spawn: cannot start {}: {why}", spec.entry)));
+    }
+    Ok(json!(pid))
+  }
+
+  /// The grants a child gets: at most what it asks for, each covered by a live grant of
+  /// the parent. Asking for more is an error, never a silent widening. Use-limited
+  /// grants are not delegated (a copy would multiply the uses).
+  fn derive_grants(&self, parent: &Process, asked: &[Capability], mode: ForkMode, now: u64) -> Result<Vec<Grant>, SyscallError> {
+    let delegable: Vec<&Grant> =
+      parent.grants.iter().filter(|g| g.is_live(now) && g.uses_left.is_none() && g.bound_digest.is_none()).collect();
+    let derive = |capability: Capability, from: &Grant| Grant {
+      parent: Some(from.id),
+      ..self.new_grant(capability, GrantSource::Parent { pid: parent.pid.clone() })
+    };
+    if mode == ForkMode::Copy {
+      if !asked.is_empty() {
+        return Err(SyscallError::InvalidArgument(
+          "proc.spawn: a copy child gets exactly what its parent holds; leave `caps` empty".into(),
+        ));
+      }
+      return Ok(delegable.iter().map(|g| derive(g.capability.clone(), g)).collect());
+    }
+    asked
+      .iter()
+      .map(|cap| match delegable.iter().find(|g| g.capability.includes(cap)) {
+        Some(from) => Ok(derive(cap.clone(), from)),
+        None => {
+          let held: Vec<String> = delegable.iter().map(|g| g.capability.to_string()).collect();
+          Err(SyscallError::PermissionDenied {
+            syscall: "proc.spawn".into(),
+            capability: cap.to_string(),
+            reason: "not held by the parent".into(),
+            message: format!(
+              "proc.spawn asks for {cap} for the child, but {} holds no capability that includes it \
+               (it holds: {}); a child can only get what its parent has",
+              parent.pid,
+              if held.is_empty() { "nothing".to_string() } else { held.join(", ") }
+            ),
+          })
+        }
+      })
+      .collect()
+  }
+
+  fn grant_names(&self, pid: &str) -> Vec<String> {
+    lock(&self.0.processes)
+      .get(pid)
+      .map(|p| p.grants.iter().map(|g| g.capability.to_string()).collect())
+      .unwrap_or_default()
+  }
+
+  /// Whether `pid` is a strict descendant of `ancestor`.
+  fn is_descendant(processes: &std::collections::HashMap<String, Process>, pid: &str, ancestor: &str) -> bool {
+    processes.get(pid).is_some_and(|p| p.pid != ancestor && p.lineage.iter().any(|a| a == ancestor))
+  }
+
+  fn descendant_of<'a>(
+    processes: &'a std::collections::HashMap<String, Process>,
+    caller: &str,
+    target: &str,
+    syscall: &str,
+  ) -> Result<&'a Process, SyscallError> {
+    if !Self::is_descendant(processes, target, caller) {
+      return Err(SyscallError::NotFound(format!(
+        "{syscall}: {target} is not a descendant of {caller} (a process can only reach its own children and their children)"
+      )));
+    }
+    Ok(&processes[target])
+  }
+
+  /// Waits until `target` (a descendant of `caller`) exits, or `timeout` passes.
+  pub(super) async fn wait_child(&self, caller: &str, target: &str, timeout: Option<Duration>) -> Result<Value, SyscallError> {
+    let wait = async {
+      loop {
+        // Register interest before looking, so an exit in between is not missed.
+        let exited = self.0.changes.notified();
+        tokio::pin!(exited);
+        exited.as_mut().enable();
+        {
+          let processes = lock(&self.0.processes);
+          let child = Self::descendant_of(&processes, caller, target, "proc.wait")?;
+          if child.exit.is_some() {
+            return Ok(describe(child));
+          }
+        }
+        exited.await;
+      }
+    };
+    match timeout {
+      None => wait.await,
+      Some(limit) => tokio::time::timeout(limit, wait).await.unwrap_or_else(|_| {
+        Err(SyscallError::Timeout(format!("proc.wait: {target} did not exit within {}", humantime::format_duration(limit))))
+      }),
+    }
+  }
+
+  pub(super) fn signal(&self, caller: &str, target: &str, signal: Signal) -> Result<Value, SyscallError> {
+    let stops = {
+      let mut processes = lock(&self.0.processes);
+      Self::descendant_of(&processes, caller, target, "proc.signal")?;
+      match signal {
+        Signal::Pause | Signal::Resume => {
+          let process = processes.get_mut(target).expect("checked above");
+          let moved = if signal == Signal::Pause { process.pause() } else { process.resume() };
+          moved.map_err(|e| SyscallError::InvalidArgument(format!("proc.signal {signal:?}: {e}").to_lowercase()))?;
+          vec![]
+        }
+        Signal::Cancel => {
+          let reason = format!("cancelled by {caller}");
+          let subtree: Vec<String> =
+            processes.values().filter(|p| p.lineage.iter().any(|a| a == target)).map(|p| p.pid.clone()).collect();
+          subtree
+            .iter()
+            .filter_map(|pid| {
+              let p = processes.get_mut(pid)?;
+              p.end(ExitStatus::Killed { reason: reason.clone() }).then(|| (pid.clone(), p.stop.take()))
+            })
+            .collect::<Vec<_>>()
+        }
+      }
+    };
+    // Wake paused and waiting syscalls so they see the change.
+    self.0.resumed.notify_all();
+    self.0.changes.notify_waiters();
+    for (pid, stop) in stops {
+      if let Err(e) = self.record_lifecycle(&pid, "exit", &json!({ "cancelled_by": caller }), "killed") {
+        tracing::error!("cannot write the audit log: {e}");
+      }
+      if let Some(stop) = stop {
+        stop();
+      }
+    }
+    Ok(Value::Null)
+  }
+
+  pub(super) fn list(&self, caller: &str) -> Value {
+    let processes = lock(&self.0.processes);
+    let mut subtree: Vec<&Process> = processes.values().filter(|p| p.lineage.iter().any(|a| a == caller)).collect();
+    subtree.sort_by(|a, b| a.lineage.len().cmp(&b.lineage.len()).then(a.pid.cmp(&b.pid)));
+    Value::Array(subtree.into_iter().map(describe).collect())
+  }
+
+  pub(super) fn caps_list(&self, pid: &str) -> Value {
+    let now = self.0.clock.now_ms();
+    let processes = lock(&self.0.processes);
+    let grants = processes.get(pid).map(|p| p.grants.as_slice()).unwrap_or(&[]);
+    Value::Array(
+      grants
+        .iter()
+        .filter(|g| g.is_live(now))
+        .map(|g| {
+          json!({
+            "id": g.id.to_string(),
+            "capability": g.capability.to_string(),
+            "source": g.source.to_string(),
+            "usesLeft": g.uses_left,
+            "expiresAtMs": g.expires_at_ms,
+          })
+        })
+        .collect(),
+    )
+  }
+
+  /// Drops the caller's grants of exactly `capability`, and revokes everything its
+  /// descendants derived from them.
+  pub(super) fn caps_drop(&self, pid: &str, capability: &str) -> Result<Value, SyscallError> {
+    let capability: Capability =
+      capability.parse().map_err(|e| SyscallError::InvalidArgument(format!("caps.drop: {e}")))?;
+    let mut processes = lock(&self.0.processes);
+    let process = processes.get_mut(pid).ok_or_else(|| SyscallError::NotFound(format!("no such process {pid}")))?;
+    let mut revoked: HashSet<GrantId> = HashSet::new();
+    process.grants.retain(|g| {
+      let drop = g.capability == capability;
+      if drop {
+        revoked.insert(g.id);
+      }
+      !drop
+    });
+    if revoked.is_empty() {
+      return Err(SyscallError::NotFound(format!("caps.drop: {pid} holds no grant of {capability}")));
+    }
+    let dropped = revoked.len();
+    // Parents before children, so revocation flows down whole chains.
+    let mut order: Vec<String> =
+      processes.values().filter(|p| Self::is_descendant(&processes, &p.pid, pid)).map(|p| p.pid.clone()).collect();
+    order.sort_by_key(|p| processes[p].lineage.len());
+    for descendant in order {
+      let process = processes.get_mut(&descendant).expect("listed above");
+      process.grants.retain(|g| match g.parent {
+        Some(parent) if revoked.contains(&parent) => {
+          revoked.insert(g.id);
+          false
+        }
+        _ => true,
+      });
+    }
+    Ok(json!({ "dropped": dropped, "revoked": revoked.len() - dropped }))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn child_entries_stay_inside_the_script_directory() {
+    let root = Path::new("/srv/agent");
+    assert_eq!(child_entry(root, "worker.ts").unwrap(), Path::new("/srv/agent/worker.ts"));
+    assert_eq!(child_entry(root, "./sub/../w.ts").unwrap(), Path::new("/srv/agent/w.ts"));
+    for bad in ["../x.ts", "/etc/x.ts", "sub/../../x.ts", "", "."] {
+      assert!(child_entry(root, bad).is_err(), "{bad}");
+    }
+  }
+
+  #[test]
+  fn modes_add_their_restrictions() {
+    let kinds = |mode| mode_rules(mode, "p1").iter().map(|r| r.capability.kind()).collect::<Vec<_>>();
+    assert_eq!(kinds(ForkMode::Restricted), []);
+    assert_eq!(kinds(ForkMode::Worker), [Kind::MemWrite, Kind::ToolRegister]);
+    assert_eq!(kinds(ForkMode::Speculative), [Kind::FsWrite, Kind::FsDelete, Kind::Shell, Kind::Net]);
+  }
+}
