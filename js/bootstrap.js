@@ -191,6 +191,10 @@ const proc = freeze({
   list: () => callAsync("proc.list"),
 });
 
+const net = freeze({
+  fetch: (url, opts) => callAsync("net.fetch", { url, ...options(opts) }),
+});
+
 const caps = freeze({
   list: () => call("caps.list"),
   drop: (capability) => callAsync("caps.drop", { capability }),
@@ -202,6 +206,7 @@ const libos = freeze({
   fs,
   proc,
   caps,
+  net,
   now: () => call("now"),
   random: () => call("random"),
   exit: (result) => {

@@ -47,6 +47,16 @@ struct Who {
   cwd: WsPath,
 }
 
+/// One syscall in flight, as its audit records name it; owned, so a waiting syscall can
+/// record its outcome when it completes.
+#[derive(Clone)]
+struct Trace {
+  pid: String,
+  lineage: Vec<String>,
+  syscall: String,
+  args_digest: String,
+}
+
 /// A syscall's result now, or a future of it for the syscalls that wait (on a child, a
 /// timer, a human). The future runs on the calling isolate's thread.
 pub(super) enum Dispatched {
@@ -62,20 +72,9 @@ impl Kernel {
   fn dispatch_checked(&self, pid: &str, name: &str, args: Value) -> Result<Dispatched, SyscallError> {
     let args_digest = digest(args.to_string().as_bytes());
     let who = self.account(pid, name, &args_digest)?;
+    let trace = Trace { pid: pid.to_string(), lineage: who.lineage.clone(), syscall: name.to_string(), args_digest };
     let audit = |request: Option<&Request>, decision: Verdict, decided_by: Option<String>, outcome: String| {
-      self.record(Entry {
-        time: rfc3339(self.0.clock.now_ms()),
-        pid: pid.to_string(),
-        lineage: who.lineage.clone(),
-        actor: Actor::Process,
-        syscall: name.to_string(),
-        capability: request.and_then(Request::suggestion).map(|c| c.to_string()),
-        resource: request.map(|r| r.resource.clone()),
-        decision,
-        decided_by,
-        args_digest: args_digest.clone(),
-        outcome,
-      })
+      self.audit_call(&trace, request, decision, decided_by, outcome)
     };
 
     let call = match Syscall::decode(name, args) {
@@ -85,9 +84,6 @@ impl Kernel {
         return Err(e);
       }
     };
-    if let Some(waiting) = self.waiting(pid, &call) {
-      return Ok(Dispatched::Waiting(waiting));
-    }
     let access = match resolve(&call, &who.cwd) {
       Ok(access) => access,
       Err(e) => {
@@ -111,9 +107,19 @@ impl Kernel {
       },
     };
 
+    let verdict = if access.request.is_some() { Verdict::Allow } else { Verdict::None };
+    if let Some(waiting) = self.waiting(pid, &call) {
+      let (kernel, audited, request) = (self.clone(), call.is_audited(), access.request.clone());
+      return Ok(Dispatched::Waiting(Box::pin(async move {
+        let result = waiting.await;
+        if audited {
+          kernel.audit_call(&trace, request.as_ref(), verdict, decided_by, outcome_of(&result))?;
+        }
+        result
+      })));
+    }
     let result = self.perform(pid, &call, access.path.as_ref());
     if call.is_audited() {
-      let verdict = if access.request.is_some() { Verdict::Allow } else { Verdict::None };
       audit(access.request.as_ref(), verdict, decided_by, outcome_of(&result))?;
     }
     if let Syscall::Exit { result: value } = &call {
@@ -125,9 +131,36 @@ impl Kernel {
     Ok(Dispatched::Ready(result))
   }
 
-  /// The syscalls that wait and need no capability, as futures.
+  fn audit_call(
+    &self,
+    trace: &Trace,
+    request: Option<&Request>,
+    decision: Verdict,
+    decided_by: Option<String>,
+    outcome: String,
+  ) -> Result<(), SyscallError> {
+    self.record(Entry {
+      time: rfc3339(self.0.clock.now_ms()),
+      pid: trace.pid.clone(),
+      lineage: trace.lineage.clone(),
+      actor: Actor::Process,
+      syscall: trace.syscall.clone(),
+      capability: request.and_then(Request::suggestion).map(|c| c.to_string()),
+      resource: request.map(|r| r.resource.clone()),
+      decision,
+      decided_by,
+      args_digest: trace.args_digest.clone(),
+      outcome,
+    })
+  }
+
+  /// The syscalls that wait, as futures; their capability was checked before.
   fn waiting(&self, pid: &str, call: &Syscall) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
     match call {
+      Syscall::NetFetch(fetch) => {
+        let (kernel, me, fetch) = (self.clone(), pid.to_string(), fetch.clone());
+        Some(Box::pin(async move { kernel.fetch(&me, fetch).await }))
+      }
       Syscall::ProcWait { pid: target, timeout_ms } => {
         let (kernel, me, target) = (self.clone(), pid.to_string(), target.clone());
         let timeout = timeout_ms.map(Duration::from_millis);
@@ -180,7 +213,7 @@ impl Kernel {
 
   /// The policy decision for one request: `Ok(what allowed it)` or a denial that says
   /// what would allow it.
-  fn decide(&self, pid: &str, syscall: &str, request: &Request, op_digest: &str) -> Result<String, SyscallError> {
+  pub(super) fn decide(&self, pid: &str, syscall: &str, request: &Request, op_digest: &str) -> Result<String, SyscallError> {
     let now = self.0.clock.now_ms();
     let processes = lock(&self.0.processes);
     let process = processes.get(pid);
@@ -241,7 +274,9 @@ impl Kernel {
       Syscall::CapsList => Ok(self.caps_list(pid)),
       Syscall::CapsDrop { capability } => self.caps_drop(pid, capability),
       // Dispatched by `waiting()` before it gets here.
-      Syscall::ProcWait { .. } => Err(SyscallError::InvalidArgument("proc.wait must be awaited".into())),
+      Syscall::ProcWait { .. } | Syscall::NetFetch(_) => {
+        Err(SyscallError::InvalidArgument(format!("{} must be awaited", call.name())))
+      }
       Syscall::Now => Ok(json!(self.0.clock.now_ms())),
       Syscall::Random => Ok(json!(rand::random::<f64>())),
       Syscall::Cwd => {
@@ -354,7 +389,7 @@ impl Kernel {
       .map_err(|e| std::io::Error::other(e.to_string()))
   }
 
-  fn record(&self, entry: Entry) -> Result<(), SyscallError> {
+  pub(super) fn record(&self, entry: Entry) -> Result<(), SyscallError> {
     self
       .0
       .audit
@@ -374,6 +409,7 @@ fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
       (Kind::FsWrite, path)
     }
     Syscall::Remove { path, .. } => (Kind::FsDelete, path),
+    Syscall::NetFetch(fetch) => return Ok(Access { request: Some(Request::new(Kind::Net, fetch.target()?)), path: None }),
     Syscall::ProcSpawn(_) => return Ok(Access { request: Some(Request::new(Kind::ProcSpawn, "")), path: None }),
     Syscall::ProcSignal { .. } => return Ok(Access { request: Some(Request::new(Kind::ProcSignal, "")), path: None }),
     Syscall::ProcSelf

@@ -10,6 +10,7 @@ pub mod capability;
 mod dispatch;
 pub mod lifecycle;
 pub mod error;
+pub mod fetch;
 pub mod grant;
 pub mod policy;
 pub mod process;

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::SyscallError;
+use super::fetch::FetchArgs;
 use super::lifecycle::Signal;
 use super::lifecycle::SpawnArgs;
 
@@ -79,13 +80,15 @@ pub enum Syscall {
   CapsList,
   #[serde(rename = "caps.drop")]
   CapsDrop { capability: String },
+  #[serde(rename = "net.fetch")]
+  NetFetch(FetchArgs),
 }
 
 /// Every syscall name, for error messages.
 pub const NAMES: &[&str] = &[
   "proc.self", "exit", "now", "random", "fs.readText", "fs.readBytes", "fs.writeText", "fs.writeBytes",
   "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
-  "proc.list", "caps.list", "caps.drop",
+  "proc.list", "caps.list", "caps.drop", "net.fetch",
 ];
 
 impl Syscall {
@@ -140,6 +143,7 @@ impl Syscall {
       Syscall::ProcList => "proc.list",
       Syscall::CapsList => "caps.list",
       Syscall::CapsDrop { .. } => "caps.drop",
+      Syscall::NetFetch(_) => "net.fetch",
     }
   }
 }
@@ -194,6 +198,7 @@ mod tests {
       ("proc.list", Value::Null),
       ("caps.list", Value::Null),
       ("caps.drop", json!({"capability": "fs.read"})),
+      ("net.fetch", json!({"url": "http://example.com/"})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

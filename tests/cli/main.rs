@@ -5,6 +5,7 @@ mod audit;
 mod common;
 mod confinement;
 mod limits;
+mod net;
 mod processes;
 mod run;
 mod scripts;
