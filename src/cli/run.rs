@@ -31,6 +31,7 @@ Examples:
   alos run examples/hello/agent.ts --allow 'fs.read:data/**' --allow 'fs.write:out/**'
   alos run agent.ts --allow fs.read --deny 'fs.read:secrets/**' --timeout 30s -- --verbose
   alos run agent.ts --json
+  alos run agent.ts --policy policy.toml --ask 'fs.write:**'
 
 Capabilities (KIND[:RESOURCE]): fs.read:PATH fs.write:PATH fs.delete:PATH (workspace-relative
 globs; * is one path segment, ** any number), mem.read:NS mem.write:NS shell:PROGRAM
@@ -46,9 +47,17 @@ pub struct RunArgs {
   #[arg(long = "allow", value_name = "CAP", value_parser = parse_capability)]
   allow: Vec<Capability>,
 
+  /// Require a human's approval for operations this capability covers (repeatable).
+  #[arg(long = "ask", value_name = "CAP", value_parser = parse_capability)]
+  ask: Vec<Capability>,
+
   /// Deny a capability, whatever is granted (repeatable; deny always wins).
   #[arg(long = "deny", value_name = "CAP", value_parser = parse_capability)]
   deny: Vec<Capability>,
+
+  /// A policy file (TOML): `allow = [...]`, `ask = [...]`, `deny = [...]`.
+  #[arg(long, value_name = "FILE")]
+  policy: Option<PathBuf>,
 
   #[command(flatten)]
   location: Location,
@@ -97,10 +106,18 @@ pub fn run(args: RunArgs) -> u8 {
     Err(e) => return usage_error(e),
   };
 
-  let mut policy = Policy::default();
-  for capability in args.deny {
-    policy.push(Rule { effect: Effect::Deny, capability, source: RuleSource::Cli });
-  }
+  let mut policy = match &args.policy {
+    None => Policy::default(),
+    Some(file) => match std::fs::read_to_string(file) {
+      Ok(text) => match Policy::from_toml(&text, &file.display().to_string()) {
+        Ok(policy) => policy,
+        Err(e) => return usage_error(e),
+      },
+      Err(e) => return usage_error(format!("cannot read policy file {}: {e}", file.display())),
+    },
+  };
+  let cli_rules = args.deny.into_iter().map(|c| (Effect::Deny, c)).chain(args.ask.into_iter().map(|c| (Effect::Ask, c)));
+  policy.extend(cli_rules.map(|(effect, capability)| Rule { effect, capability, source: RuleSource::Cli }));
   let kernel = match Kernel::open(KernelConfig {
     workspace,
     state_dir,

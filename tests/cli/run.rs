@@ -166,3 +166,23 @@ fn audit_records_are_hash_chained() {
   let missing = audit.iter().find(|r| r["resource"] == "b.txt").unwrap();
   assert!(missing["outcome"].as_str().unwrap().contains("NotFound"), "{missing}");
 }
+
+#[test]
+fn a_policy_file_adds_rules_and_bad_files_are_usage_errors() {
+  let sandbox = Sandbox::new();
+  sandbox.write("data/a.txt", "a");
+  sandbox.write("data/secret/k", "k");
+  sandbox.write("policy.toml", "allow = [\"fs.read:data/**\"]\ndeny = [\"fs.read:data/secret/**\"]\n");
+  let run = sandbox.run(
+    "a.ts",
+    r#"console.log(await libos.fs.readText("data/a.txt")); await libos.fs.readText("data/secret/k");"#,
+    &["--policy", "policy.toml"],
+  );
+  run.expect_code(3).stdout_has("a").stderr_has("denied by rule \"deny fs.read:data/secret/**\" from policy file");
+  sandbox.write("bad.toml", "allow = [\"fs.raed:x\"]\n");
+  let run = super::common::Run::from(sandbox.alos().args(["run", "a.ts", "--policy", "bad.toml"]).output().unwrap());
+  run.expect_code(2).stderr_has("fs.raed").stderr_has("bad.toml");
+  sandbox.write("typo.toml", "alow = [\"fs.read\"]\n");
+  let run = super::common::Run::from(sandbox.alos().args(["run", "a.ts", "--policy", "typo.toml"]).output().unwrap());
+  run.expect_code(2).stderr_has("alow");
+}
