@@ -4,3 +4,4 @@
 pub mod clock;
 pub mod fs;
 pub mod net;
+pub mod shell;
