@@ -12,7 +12,14 @@
 //!   done by name on an already-opened parent directory handle.
 //! - Reserved directories (the alos state dir) are refused twice: lexically on the
 //!   [`WsPath`], and physically on the very handle the operation then uses (see
-//!   [`Workspace::guard`]), so a planted or swapped symlink cannot redirect into them.
+//!   [`Workspace::confine`]), so a planted or swapped symlink cannot redirect into them.
+//! - Every operation takes a [`Guard`]: the caller's own say over the *physical*
+//!   workspace path it is about to touch, computed from the opened handle after
+//!   opening and before any effect. The kernel uses it to re-decide its policy on
+//!   where a symlink really leads (a capability on `docs/**` must not read
+//!   `secrets/key` through `docs/x -> ../secrets/key`). A refusal means nothing was
+//!   done ([`FsError::Denied`]); the effect then happens on that same handle, so a
+//!   link swapped in after the guard cannot redirect it.
 //!
 //! Symlinks at the final component: reads follow them (within the workspace);
 //! `write(Replace)` replaces the link itself with a regular file (it never writes
@@ -30,13 +37,22 @@ use std::sync::OnceLock;
 use std::time::UNIX_EPOCH;
 
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt};
-use cap_std::fs::{Dir, File, FileType, Metadata, OpenOptions, OpenOptionsExt, Permissions};
+use cap_std::fs::{Dir, File, FileType, Metadata, MetadataExt, OpenOptions, OpenOptionsExt, Permissions};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest workspace-relative path accepted, in bytes (Linux `PATH_MAX`).
 pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest single path segment accepted, in bytes (Linux `NAME_MAX`).
 pub const MAX_SEGMENT_BYTES: usize = 255;
+
+/// The caller's check on what an operation physically touches, called with the
+/// workspace-relative real path (symlinks resolved, read from the opened handle):
+/// the opened file for `read`; the opened directory for `list`; the opened parent
+/// directory plus the final name for `write`, `stat`, `remove` and `mkdir`; and, for
+/// a recursive `mkdir`, each level it creates. It is called even when the real path
+/// is the path as written. `Err(reason)` stops the operation before any effect, as
+/// [`FsError::Denied`].
+pub type Guard<'a> = &'a dyn Fn(&WsPath) -> Result<(), String>;
 
 /// Why a user-supplied path was rejected by [`WsPath::resolve`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,7 +184,7 @@ impl WsPath {
         self.0.split('/').filter(|s| !s.is_empty())
     }
 
-    /// Appends one already-validated segment.
+    /// Appends already-validated segments (one, or several joined by `/`).
     fn child(&self, name: &str) -> WsPath {
         if self.is_root() {
             WsPath(name.to_string())
@@ -330,6 +346,17 @@ pub enum FsError {
     Escapes { op: &'static str, path: WsPath },
     #[error("cannot {op} {path}: it touches the alos state directory, which is reserved and reachable by no operation")]
     Reserved { op: &'static str, path: WsPath },
+    /// The [`Guard`] refused the physical path `real` the operation would touch.
+    #[error("cannot {op} {path}: {}", denied_text(.path, .real, .reason))]
+    Denied {
+        op: &'static str,
+        /// The path as written.
+        path: WsPath,
+        /// What it physically touches (symlinks resolved).
+        real: WsPath,
+        /// The guard's reason.
+        reason: String,
+    },
     #[error("cannot {op} {path}: {reason}")]
     Refused {
         op: &'static str,
@@ -354,11 +381,23 @@ fn missing_text(path: &WsPath, missing: &WsPath) -> String {
     }
 }
 
+fn denied_text(path: &WsPath, real: &WsPath, reason: &str) -> String {
+    if real == path {
+        reason.to_string()
+    } else {
+        format!("it touches {real} (symlinks resolved): {reason}")
+    }
+}
+
 const NOT_REGULAR: &str = "it is not a regular file (a FIFO, socket or device)";
 const READ_ONLY: &str = "the file is read-only";
 const FINAL_SYMLINK: &str =
     "it is a symbolic link and appends never follow links; append to the path it points to";
 const ROOT: &str = "the workspace root cannot be removed";
+const UNNAMEABLE: &str =
+    "it resolves through a symlink to a path that is not UTF-8 or is too long, which no capability can name";
+/// What `/proc/self/fd` appends to the path of an unlinked file or directory.
+const DELETED: &str = " (deleted)";
 
 /// Maps an io error from an operation on `path` to an `FsError`; `at` is the path
 /// the failing call was about (the parent directory when opening it failed).
@@ -544,8 +583,8 @@ impl Workspace {
 
     /// Reads a whole file, following symlinks that stay inside the workspace. A file
     /// over `max_bytes` (by size, or by growing while read) is `TooLarge`; at most
-    /// `max_bytes + 1` bytes are ever read.
-    pub fn read(&self, path: &WsPath, max_bytes: u64) -> Result<Vec<u8>, FsError> {
+    /// `max_bytes + 1` bytes are ever read. `guard` gets the opened file's real path.
+    pub fn read(&self, path: &WsPath, max_bytes: u64, guard: Guard<'_>) -> Result<Vec<u8>, FsError> {
         const OP: &str = "read";
         self.check_lexical(OP, path, false)?;
         if path.is_root() {
@@ -556,8 +595,10 @@ impl Workspace {
         let file = self
             .root
             .open_with(path.as_str(), &options)
-            .map_err(|e| fail(OP, path, path, e))?;
-        self.guard(OP, path, file.as_fd(), None, false)?;
+            .map_err(|e| self.lookup_failed(OP, path, path, e, false, guard))?;
+        // Before anything about the file is looked at: its size or kind is not the
+        // caller's to learn if the guard refuses.
+        self.confine(OP, path, file.as_fd(), None, false, Some(guard))?;
         let meta = file.metadata().map_err(|e| fail(OP, path, path, e))?;
         if meta.is_dir() {
             return Err(FsError::IsADirectory { op: OP, path: path.clone() });
@@ -586,8 +627,9 @@ impl Workspace {
     }
 
     /// Writes `bytes` (see [`WriteMode`]) and returns the file's size afterwards. The
-    /// parent directory must exist.
-    pub fn write(&self, path: &WsPath, bytes: &[u8], mode: WriteMode) -> Result<u64, FsError> {
+    /// parent directory must exist. `guard` gets the opened parent's real path plus the
+    /// final name; the write then happens in that parent handle.
+    pub fn write(&self, path: &WsPath, bytes: &[u8], mode: WriteMode, guard: Guard<'_>) -> Result<u64, FsError> {
         let op = match mode {
             WriteMode::Replace => "write",
             WriteMode::Append => "append to",
@@ -596,7 +638,7 @@ impl Workspace {
         let Some((parent_path, name)) = split(path) else {
             return Err(FsError::IsADirectory { op, path: path.clone() });
         };
-        let parent = self.open_parent(op, path, &parent_path, name, false)?;
+        let parent = self.open_parent(op, path, &parent_path, name, false, guard)?;
         match mode {
             WriteMode::Replace => {
                 let keep = match parent.symlink_metadata(name) {
@@ -651,11 +693,12 @@ impl Workspace {
 
     /// Lists a directory (following symlinks inside the workspace), sorted by name.
     /// Entries are described without following them; reserved dirs are left out.
-    pub fn list(&self, path: &WsPath) -> Result<Vec<Entry>, FsError> {
+    /// `guard` gets the opened directory's real path.
+    pub fn list(&self, path: &WsPath, guard: Guard<'_>) -> Result<Vec<Entry>, FsError> {
         const OP: &str = "list";
         self.check_lexical(OP, path, false)?;
-        let dir = self.open_dir(path).map_err(|e| fail(OP, path, path, e))?;
-        let real = self.guard(OP, path, dir.as_fd(), None, false)?;
+        let dir = self.open_dir(path).map_err(|e| self.lookup_failed(OP, path, path, e, false, guard))?;
+        let real = self.confine(OP, path, dir.as_fd(), None, false, Some(guard))?;
         let mut entries = Vec::new();
         for entry in dir.entries().map_err(|e| fail(OP, path, path, e))? {
             let entry = entry.map_err(|e| fail(OP, path, path, e))?;
@@ -679,22 +722,26 @@ impl Workspace {
         Ok(entries)
     }
 
-    /// Describes a path without following a final symlink (like `lstat`).
-    pub fn stat(&self, path: &WsPath) -> Result<Stat, FsError> {
+    /// Describes a path without following a final symlink (like `lstat`). `guard` gets
+    /// the opened parent's real path plus the final name (the root for the root).
+    pub fn stat(&self, path: &WsPath, guard: Guard<'_>) -> Result<Stat, FsError> {
         const OP: &str = "stat";
         self.check_lexical(OP, path, false)?;
         let Some((parent_path, name)) = split(path) else {
+            self.confine(OP, path, self.root.as_fd(), None, false, Some(guard))?;
             let meta = self.root.dir_metadata().map_err(|e| fail(OP, path, path, e))?;
             return Ok(Stat::of(&meta));
         };
-        let parent = self.open_parent(OP, path, &parent_path, name, false)?;
+        let parent = self.open_parent(OP, path, &parent_path, name, false, guard)?;
         let meta = parent.symlink_metadata(name).map_err(|e| fail(OP, path, path, e))?;
         Ok(Stat::of(&meta))
     }
 
     /// Creates a directory. Without `recursive` the parent must exist and the path
     /// must not; with it, missing ancestors are created and an existing directory is fine.
-    pub fn mkdir(&self, path: &WsPath, recursive: bool) -> Result<(), FsError> {
+    /// `guard` gets the opened parent's real path plus the name, for the path itself
+    /// and (recursive) for every missing ancestor before it is created.
+    pub fn mkdir(&self, path: &WsPath, recursive: bool, guard: Guard<'_>) -> Result<(), FsError> {
         const OP: &str = "create directory";
         self.check_lexical(OP, path, false)?;
         if path.is_root() {
@@ -706,40 +753,71 @@ impl Workspace {
         }
         if !recursive {
             let (parent_path, name) = split(path).expect("not the root");
-            let parent = self.open_parent(OP, path, &parent_path, name, false)?;
+            let parent = self.open_parent(OP, path, &parent_path, name, false, guard)?;
             return parent.create_dir(name).map_err(|e| fail(OP, path, path, e));
         }
         // One level at a time, each level checked on the handle it is created in.
         // Levels are opened from the root handle, not the previous level: a link
         // such as `sub/up -> ../other` must resolve as it does for every other
         // operation, not count as escaping `sub`.
+        let segments: Vec<&str> = path.segments().collect();
         let mut dir = self.open_dir(&WsPath::root()).map_err(|e| fail(OP, path, path, e))?;
         let mut at = WsPath::root();
-        for name in path.segments() {
-            self.guard(OP, path, dir.as_fd(), Some(OsStr::new(name)), false)?;
+        // Physical paths of the levels still to create that the guard has accepted.
+        let mut accepted: Vec<WsPath> = Vec::new();
+        for (i, &name) in segments.iter().enumerate() {
+            let real = self.confine(OP, path, dir.as_fd(), Some(name), false, None)?;
             at = at.child(name);
-            match dir.create_dir(name) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // Only levels this call creates (and the path itself) are the guard's to
+            // judge: an existing ancestor is merely passed through, as any open does.
+            let exists = match dir.symlink_metadata(name) {
+                Ok(_) => true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
                 Err(e) => return Err(fail(OP, path, &at, e)),
+            };
+            if !exists || i == segments.len() - 1 {
+                let target = self.physical(OP, path, dir.as_fd(), &real, Some(name))?;
+                // Everything from here down will be created beneath `target`: ask about
+                // all of it before creating any, so a refusal leaves nothing behind.
+                // Asked again only if a level then turns up elsewhere (a swap).
+                if !accepted.contains(&target) {
+                    accepted.clear();
+                    let mut below = target;
+                    for name in &segments[i + 1..] {
+                        let next = below.child(name);
+                        accepted.push(std::mem::replace(&mut below, next));
+                    }
+                    accepted.push(below);
+                    for level in &accepted {
+                        consult(OP, path, level, guard)?;
+                    }
+                }
+            }
+            if !exists {
+                match dir.create_dir(name) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(fail(OP, path, &at, e)),
+                }
             }
             dir = self.open_dir(&at).map_err(|e| fail(OP, path, &at, e))?;
         }
         // An existing final symlink may have led somewhere reserved: say so.
-        self.guard(OP, path, dir.as_fd(), None, false)?;
+        self.confine(OP, path, dir.as_fd(), None, false, None)?;
         Ok(())
     }
 
     /// Removes a file, symlink (the link, never its target) or directory. A non-empty
     /// directory needs `recursive`; the root and anything containing a reserved
-    /// directory are refused.
-    pub fn remove(&self, path: &WsPath, recursive: bool) -> Result<(), FsError> {
+    /// directory are refused. `guard` gets the opened parent's real path plus the name;
+    /// the entry is then removed from that parent handle.
+    pub fn remove(&self, path: &WsPath, recursive: bool, guard: Guard<'_>) -> Result<(), FsError> {
         const OP: &str = "remove";
         let Some((parent_path, name)) = split(path) else {
             return Err(FsError::Refused { op: OP, path: path.clone(), reason: ROOT });
         };
         self.check_lexical(OP, path, recursive)?;
-        let parent = self.open_parent(OP, path, &parent_path, name, recursive)?;
+        let parent = self.open_parent(OP, path, &parent_path, name, recursive, guard)?;
         let meta = parent.symlink_metadata(name).map_err(|e| fail(OP, path, path, e))?;
         if !meta.is_dir() {
             return parent.remove_file(name).map_err(|e| fail(OP, path, path, e));
@@ -748,7 +826,7 @@ impl Workspace {
             return parent.remove_dir(name).map_err(|e| fail(OP, path, path, e));
         }
         let dir = parent.open_dir_nofollow(name).map_err(|e| fail(OP, path, path, e))?;
-        self.guard(OP, path, dir.as_fd(), None, true)?;
+        self.confine(OP, path, dir.as_fd(), None, true, None)?;
         // Deletes through the checked handle, never following symlinks inside it.
         dir.remove_open_dir_all().map_err(|e| fail(OP, path, path, e))
     }
@@ -761,7 +839,8 @@ impl Workspace {
         }
     }
 
-    /// Opens `path`'s parent directory and checks it (and `name` in it) physically.
+    /// Opens `path`'s parent directory and checks it (and `name` in it) physically,
+    /// and with `guard`.
     fn open_parent(
         &self,
         op: &'static str,
@@ -769,10 +848,45 @@ impl Workspace {
         parent_path: &WsPath,
         name: &str,
         contains: bool,
+        guard: Guard<'_>,
     ) -> Result<Dir, FsError> {
-        let parent = self.open_dir(parent_path).map_err(|e| fail(op, path, parent_path, e))?;
-        self.guard(op, path, parent.as_fd(), Some(OsStr::new(name)), contains)?;
+        let parent =
+            self.open_dir(parent_path).map_err(|e| self.lookup_failed(op, path, parent_path, e, contains, guard))?;
+        self.confine(op, path, parent.as_fd(), Some(name), contains, Some(guard))?;
         Ok(parent)
+    }
+
+    /// The error for an open of `missing` (part of `path`) that failed. A lookup failure
+    /// must not tell the caller what is or is not in a place it may not touch (no
+    /// probing through a link into the state dir or a denied directory): if the deepest
+    /// existing ancestor, plus the names below it, is reserved or refused by `guard`,
+    /// that refusal is the answer instead.
+    fn lookup_failed(
+        &self,
+        op: &'static str,
+        path: &WsPath,
+        missing: &WsPath,
+        err: io::Error,
+        contains: bool,
+        guard: Guard<'_>,
+    ) -> FsError {
+        let lookup = matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+            || is_errno(&err, rustix::io::Errno::LOOP);
+        if lookup {
+            let segments: Vec<&str> = path.segments().collect();
+            for depth in (0..segments.len()).rev() {
+                let ancestor = WsPath(segments[..depth].join("/"));
+                let Ok(dir) = self.open_dir(&ancestor) else { continue };
+                let below = segments[depth..].join("/");
+                return match self.confine(op, path, dir.as_fd(), Some(&below), contains, Some(guard)) {
+                    Err(refusal @ (FsError::Reserved { .. } | FsError::Escapes { .. } | FsError::Denied { .. })) => {
+                        refusal
+                    }
+                    _ => fail(op, path, missing, err),
+                };
+            }
+        }
+        fail(op, path, missing, err)
     }
 
     fn check_lexical(&self, op: &'static str, path: &WsPath, contains: bool) -> Result<(), FsError> {
@@ -801,7 +915,8 @@ impl Workspace {
     /// The physical check, on the handle the operation then uses: where the kernel
     /// says this open directory (or file) is, plus `name` inside it, must be inside
     /// the root and outside every reserved directory (or, with `contains`, must not
-    /// hold one either). Returns the handle's real path.
+    /// hold one either); then, if given, `guard` must accept it (see [`Self::ask`]).
+    /// Returns the handle's real path.
     ///
     /// Why `/proc/self/fd/N` rather than comparing `(dev, ino)`: it also works on a
     /// file handle (no parent fd to walk up from), and it works when the reserved
@@ -810,13 +925,14 @@ impl Workspace {
     /// it: the kernel reports the directory the handle actually refers to, so a link
     /// swapped in after the open changes nothing. If /proc is unavailable every
     /// operation fails rather than run unchecked.
-    fn guard(
+    fn confine(
         &self,
         op: &'static str,
         path: &WsPath,
         handle: BorrowedFd<'_>,
-        name: Option<&OsStr>,
+        name: Option<&str>,
         contains: bool,
+        guard: Option<Guard<'_>>,
     ) -> Result<PathBuf, FsError> {
         let real = real_path(handle).map_err(|e| FsError::Io {
             op,
@@ -836,7 +952,60 @@ impl Workspace {
         if self.reserved_physically(&target, contains) {
             return Err(FsError::Reserved { op, path: path.clone() });
         }
+        if let Some(guard) = guard {
+            self.ask(op, path, handle, &real, name, guard)?;
+        }
         Ok(real)
+    }
+
+    /// Asks `guard` about `handle` (whose real path, already confined to the root, is
+    /// `real`), or about `name` inside it, as a workspace path. The answer is about
+    /// what the handle is, not what a path string names now, so it holds for the
+    /// effect the caller then performs through the same handle.
+    fn ask(
+        &self,
+        op: &'static str,
+        path: &WsPath,
+        handle: BorrowedFd<'_>,
+        real: &Path,
+        name: Option<&str>,
+        guard: Guard<'_>,
+    ) -> Result<(), FsError> {
+        let at = self.physical(op, path, handle, real, name)?;
+        consult(op, path, &at, guard)
+    }
+
+    /// `handle` (or `name` inside it) as a workspace path, from its real path `real`.
+    fn physical(
+        &self,
+        op: &'static str,
+        path: &WsPath,
+        handle: BorrowedFd<'_>,
+        real: &Path,
+        name: Option<&str>,
+    ) -> Result<WsPath, FsError> {
+        let refused = |reason: &'static str| FsError::Refused { op, path: path.clone(), reason };
+        let rel = real.strip_prefix(&self.root_real).map_err(|_| FsError::Escapes { op, path: path.clone() })?;
+        let text = rel.to_str().ok_or_else(|| refused(UNNAMEABLE))?;
+        // An unlinked file's /proc path ends in " (deleted)"; taken as a name, it
+        // could dodge a rule on the real one (`deny fs.read:secrets/*.key`).
+        if text.ends_with(DELETED) && !self.still_named(handle, rel) {
+            return Err(FsError::NotFound { op, path: path.clone(), missing: path.clone() });
+        }
+        let dir = WsPath::resolve(&WsPath::root(), text).map_err(|_| refused(UNNAMEABLE))?;
+        Ok(match name {
+            Some(name) => dir.child(name),
+            None => dir,
+        })
+    }
+
+    /// Whether `rel` (under the root, not following a final link) is the very file
+    /// `handle` is open on, i.e. a name ending in " (deleted)" is its real name.
+    fn still_named(&self, handle: BorrowedFd<'_>, rel: &Path) -> bool {
+        let (Ok(open), Ok(named)) = (rustix::fs::fstat(handle), self.root.symlink_metadata(rel)) else {
+            return false;
+        };
+        open.st_dev == named.dev() && open.st_ino == named.ino()
     }
 
     /// Whether a listing of `dir` (real path `real`) leaves out the entry `name`.
@@ -847,6 +1016,11 @@ impl Workspace {
                 .and_then(|name| dir.join(name).ok())
                 .is_some_and(|entry| self.reserved_lexically(&entry, false))
     }
+}
+
+/// Asks `guard` about the physical path `at` of operation `op` on `path`.
+fn consult(op: &'static str, path: &WsPath, at: &WsPath, guard: Guard<'_>) -> Result<(), FsError> {
+    guard(at).map_err(|reason| FsError::Denied { op, path: path.clone(), real: at.clone(), reason })
 }
 
 /// `(parent, last segment)`, or `None` for the root.
@@ -913,6 +1087,11 @@ mod tests {
 
     fn p(s: &str) -> WsPath {
         WsPath::resolve(&WsPath::root(), s).unwrap()
+    }
+
+    /// A guard that lets everything through (the provider's own confinement still holds).
+    fn any(_: &WsPath) -> Result<(), String> {
+        Ok(())
     }
 
     /// `tmp/ws` is the workspace, `tmp/ws/.alos` its (reserved) state dir, and
@@ -1068,13 +1247,13 @@ mod tests {
         let fx = Fixture::new(true);
         let ws = fx.open();
         assert!(matches!(
-            ws.read(&p("proc/self/root/etc/passwd"), 1 << 20),
+            ws.read(&p("proc/self/root/etc/passwd"), 1 << 20, &any),
             Err(FsError::NotFound { .. })
         ));
         fx.link("/proc/self/root", "proc_link");
-        assert_escapes(ws.read(&p("proc_link/etc/passwd"), 1 << 20));
+        assert_escapes(ws.read(&p("proc_link/etc/passwd"), 1 << 20, &any));
         fx.link("/proc/self/root/etc/passwd", "passwd");
-        assert_escapes(ws.read(&p("passwd"), 1 << 20));
+        assert_escapes(ws.read(&p("passwd"), 1 << 20, &any));
     }
 
     #[test]
@@ -1088,30 +1267,30 @@ mod tests {
         for dir in ["abs", "rel"] {
             let inner = p(&format!("{dir}/secret.txt"));
             let new = p(&format!("{dir}/new"));
-            assert_escapes(ws.read(&inner, 1 << 20));
-            assert_escapes(ws.write(&new, b"x", WriteMode::Replace));
-            assert_escapes(ws.write(&new, b"x", WriteMode::Append));
-            assert_escapes(ws.write(&inner, b"x", WriteMode::Replace));
-            assert_escapes(ws.mkdir(&p(&format!("{dir}/d")), false));
-            assert_escapes(ws.mkdir(&p(&format!("{dir}/d/e")), true));
-            assert_escapes(ws.list(&p(dir)));
-            assert_escapes(ws.stat(&inner));
-            assert_escapes(ws.remove(&inner, false));
+            assert_escapes(ws.read(&inner, 1 << 20, &any));
+            assert_escapes(ws.write(&new, b"x", WriteMode::Replace, &any));
+            assert_escapes(ws.write(&new, b"x", WriteMode::Append, &any));
+            assert_escapes(ws.write(&inner, b"x", WriteMode::Replace, &any));
+            assert_escapes(ws.mkdir(&p(&format!("{dir}/d")), false, &any));
+            assert_escapes(ws.mkdir(&p(&format!("{dir}/d/e")), true, &any));
+            assert_escapes(ws.list(&p(dir), &any));
+            assert_escapes(ws.stat(&inner, &any));
+            assert_escapes(ws.remove(&inner, false, &any));
             // The link itself is inside the workspace and may be described.
-            assert_eq!(ws.stat(&p(dir)).unwrap().kind, Kind::Symlink);
+            assert_eq!(ws.stat(&p(dir), &any).unwrap().kind, Kind::Symlink);
         }
         for file in ["absf", "relf"] {
-            assert_escapes(ws.read(&p(file), 1 << 20));
+            assert_escapes(ws.read(&p(file), 1 << 20, &any));
             // Append never follows the link.
             assert!(matches!(
-                ws.write(&p(file), b"pwned", WriteMode::Append),
+                ws.write(&p(file), b"pwned", WriteMode::Append, &any),
                 Err(FsError::Refused { .. })
             ));
         }
         // Replace swaps the link for a regular file in the workspace.
-        ws.write(&p("absf"), b"mine", WriteMode::Replace).unwrap();
-        assert_eq!(ws.stat(&p("absf")).unwrap().kind, Kind::File);
-        assert_eq!(ws.read(&p("absf"), 100).unwrap(), b"mine");
+        ws.write(&p("absf"), b"mine", WriteMode::Replace, &any).unwrap();
+        assert_eq!(ws.stat(&p("absf"), &any).unwrap().kind, Kind::File);
+        assert_eq!(ws.read(&p("absf"), 100, &any).unwrap(), b"mine");
 
         let outside: Vec<_> = std::fs::read_dir(&fx.outside).unwrap().collect();
         assert_eq!(outside.len(), 1, "nothing was created outside");
@@ -1126,20 +1305,20 @@ mod tests {
         fx.link("real.txt", "c");
         fx.link("c", "b");
         fx.link("b", "a");
-        assert_eq!(ws.read(&p("a"), 100).unwrap(), b"REAL");
+        assert_eq!(ws.read(&p("a"), 100, &any).unwrap(), b"REAL");
 
         fx.link("../outside/secret.txt", "y");
         fx.link("y", "x");
-        assert_escapes(ws.read(&p("x"), 100));
+        assert_escapes(ws.read(&p("x"), 100, &any));
 
         std::fs::create_dir(fx.ws.join("sub")).unwrap();
         fx.link("../../outside", "sub/up");
         fx.link("sub/up", "hop");
-        assert_escapes(ws.read(&p("hop/secret.txt"), 100));
+        assert_escapes(ws.read(&p("hop/secret.txt"), 100, &any));
 
         fx.link("loop2", "loop1");
         fx.link("loop1", "loop2");
-        assert!(ws.read(&p("loop1"), 100).is_err());
+        assert!(ws.read(&p("loop1"), 100, &any).is_err());
     }
 
     // ---- Workspace: reserved state directory ----
@@ -1154,37 +1333,37 @@ mod tests {
         fx.link("../.alos", "sub/deep");
         fx.link(&fx.state, "stabs");
 
-        assert_reserved(ws.read(&p(".alos/db"), 100));
-        assert_reserved(ws.list(&p(".alos")));
-        assert_reserved(ws.stat(&p(".alos")));
-        assert_reserved(ws.mkdir(&p(".alos"), true));
-        assert_reserved(ws.remove(&p(".alos"), true));
-        assert_reserved(ws.write(&p(".alos/x"), b"x", WriteMode::Replace));
+        assert_reserved(ws.read(&p(".alos/db"), 100, &any));
+        assert_reserved(ws.list(&p(".alos"), &any));
+        assert_reserved(ws.stat(&p(".alos"), &any));
+        assert_reserved(ws.mkdir(&p(".alos"), true, &any));
+        assert_reserved(ws.remove(&p(".alos"), true, &any));
+        assert_reserved(ws.write(&p(".alos/x"), b"x", WriteMode::Replace, &any));
 
         for dir in ["st", "sub/deep"] {
-            assert_reserved(ws.read(&p(&format!("{dir}/db")), 100));
-            assert_reserved(ws.write(&p(&format!("{dir}/x")), b"x", WriteMode::Replace));
-            assert_reserved(ws.write(&p(&format!("{dir}/x")), b"x", WriteMode::Append));
-            assert_reserved(ws.write(&p(&format!("{dir}/db")), b"x", WriteMode::Replace));
-            assert_reserved(ws.mkdir(&p(&format!("{dir}/newdir")), false));
-            assert_reserved(ws.mkdir(&p(&format!("{dir}/a/b")), true));
-            assert_reserved(ws.mkdir(&p(dir), true));
-            assert_reserved(ws.list(&p(dir)));
-            assert_reserved(ws.stat(&p(&format!("{dir}/db"))));
-            assert_reserved(ws.remove(&p(&format!("{dir}/db")), false));
+            assert_reserved(ws.read(&p(&format!("{dir}/db")), 100, &any));
+            assert_reserved(ws.write(&p(&format!("{dir}/x")), b"x", WriteMode::Replace, &any));
+            assert_reserved(ws.write(&p(&format!("{dir}/x")), b"x", WriteMode::Append, &any));
+            assert_reserved(ws.write(&p(&format!("{dir}/db")), b"x", WriteMode::Replace, &any));
+            assert_reserved(ws.mkdir(&p(&format!("{dir}/newdir")), false, &any));
+            assert_reserved(ws.mkdir(&p(&format!("{dir}/a/b")), true, &any));
+            assert_reserved(ws.mkdir(&p(dir), true, &any));
+            assert_reserved(ws.list(&p(dir), &any));
+            assert_reserved(ws.stat(&p(&format!("{dir}/db")), &any));
+            assert_reserved(ws.remove(&p(&format!("{dir}/db")), false, &any));
         }
-        assert_reserved(ws.read(&p("into"), 100));
+        assert_reserved(ws.read(&p("into"), 100, &any));
         // Absolute symlinks are refused by beneath-resolution before the state check.
-        assert_escapes(ws.read(&p("stabs/db"), 100));
+        assert_escapes(ws.read(&p("stabs/db"), 100, &any));
 
         // Writing onto a link that points into the state dir replaces the link.
-        ws.write(&p("into"), b"mine", WriteMode::Replace).unwrap();
+        ws.write(&p("into"), b"mine", WriteMode::Replace, &any).unwrap();
         assert!(matches!(
-            ws.write(&p("sub/deep"), b"x", WriteMode::Append),
+            ws.write(&p("sub/deep"), b"x", WriteMode::Append, &any),
             Err(FsError::Refused { .. })
         ));
         // Removing a link to the state dir removes the link only.
-        ws.remove(&p("st"), true).unwrap();
+        ws.remove(&p("st"), true, &any).unwrap();
 
         let mut state: Vec<_> = std::fs::read_dir(&fx.state)
             .unwrap()
@@ -1199,37 +1378,37 @@ mod tests {
     fn state_dir_not_existing_yet() {
         let fx = Fixture::new(false);
         let ws = fx.open();
-        assert_reserved(ws.write(&p(".alos/x"), b"x", WriteMode::Replace));
-        assert_reserved(ws.write(&p(".alos"), b"x", WriteMode::Replace));
-        assert_reserved(ws.mkdir(&p(".alos"), false));
-        assert_reserved(ws.mkdir(&p(".alos/a/b"), true));
-        assert_reserved(ws.stat(&p(".alos")));
+        assert_reserved(ws.write(&p(".alos/x"), b"x", WriteMode::Replace, &any));
+        assert_reserved(ws.write(&p(".alos"), b"x", WriteMode::Replace, &any));
+        assert_reserved(ws.mkdir(&p(".alos"), false, &any));
+        assert_reserved(ws.mkdir(&p(".alos/a/b"), true, &any));
+        assert_reserved(ws.stat(&p(".alos"), &any));
 
         // A dangling link planted before the state dir exists.
         fx.link(".alos", "st");
         assert!(matches!(
-            ws.write(&p("st/x"), b"x", WriteMode::Replace),
+            ws.write(&p("st/x"), b"x", WriteMode::Replace, &any),
             Err(FsError::NotFound { .. })
         ));
-        assert!(ws.mkdir(&p("st/x"), true).is_err());
-        assert!(matches!(ws.mkdir(&p("st"), false), Err(FsError::AlreadyExists { .. })));
+        assert!(ws.mkdir(&p("st/x"), true, &any).is_err());
+        assert!(matches!(ws.mkdir(&p("st"), false, &any), Err(FsError::AlreadyExists { .. })));
         assert!(matches!(
-            ws.write(&p("st"), b"x", WriteMode::Append),
+            ws.write(&p("st"), b"x", WriteMode::Append, &any),
             Err(FsError::Refused { .. })
         ));
         assert!(!fx.state.exists(), "no operation created the state dir through the link");
-        ws.write(&p("st"), b"x", WriteMode::Replace).unwrap();
+        ws.write(&p("st"), b"x", WriteMode::Replace, &any).unwrap();
         assert!(!fx.state.exists());
-        assert_eq!(ws.stat(&p("st")).unwrap().kind, Kind::File);
+        assert_eq!(ws.stat(&p("st"), &any).unwrap().kind, Kind::File);
 
         // Later the store creates it: the planted link now leads into it.
-        ws.remove(&p("st"), false).unwrap();
+        ws.remove(&p("st"), false, &any).unwrap();
         fx.link(".alos", "st");
         std::fs::create_dir(&fx.state).unwrap();
         std::fs::write(fx.state.join("db"), "STATE").unwrap();
-        assert_reserved(ws.read(&p("st/db"), 100));
-        assert_reserved(ws.write(&p("st/x"), b"x", WriteMode::Replace));
-        assert_reserved(ws.list(&p("st")));
+        assert_reserved(ws.read(&p("st/db"), 100, &any));
+        assert_reserved(ws.write(&p("st/x"), b"x", WriteMode::Replace, &any));
+        assert_reserved(ws.list(&p("st"), &any));
         assert!(!fx.state.join("x").exists());
     }
 
@@ -1238,20 +1417,20 @@ mod tests {
         let fx = Fixture::new(false);
         let state = fx.ws.join("var/lib/alos");
         let ws = Workspace::open(&fx.ws, &[PathBuf::from("var/lib/alos")]).unwrap();
-        assert_reserved(ws.mkdir(&p("var/lib/alos"), true));
-        ws.mkdir(&p("var/lib"), true).unwrap();
+        assert_reserved(ws.mkdir(&p("var/lib/alos"), true, &any));
+        ws.mkdir(&p("var/lib"), true, &any).unwrap();
         std::fs::create_dir(&state).unwrap();
         std::fs::write(state.join("db"), "STATE").unwrap();
         fx.link("var", "v");
-        assert_reserved(ws.read(&p("v/lib/alos/db"), 100));
+        assert_reserved(ws.read(&p("v/lib/alos/db"), 100, &any));
         // Deleting an ancestor would delete the state dir.
-        assert_reserved(ws.remove(&p("var"), true));
-        assert_reserved(ws.remove(&p("v/lib"), true));
-        assert!(matches!(ws.remove(&p("var/lib"), false), Err(FsError::NotEmpty { .. })));
+        assert_reserved(ws.remove(&p("var"), true, &any));
+        assert_reserved(ws.remove(&p("v/lib"), true, &any));
+        assert!(matches!(ws.remove(&p("var/lib"), false, &any), Err(FsError::NotEmpty { .. })));
         assert_eq!(std::fs::read(state.join("db")).unwrap(), b"STATE");
         // Listing the parent hides it.
-        assert!(ws.list(&p("var/lib")).unwrap().is_empty());
-        assert!(ws.list(&p("v/lib")).unwrap().is_empty());
+        assert!(ws.list(&p("var/lib"), &any).unwrap().is_empty());
+        assert!(ws.list(&p("v/lib"), &any).unwrap().is_empty());
     }
 
     #[test]
@@ -1269,7 +1448,7 @@ mod tests {
         std::fs::write(fx.ws.join("b.txt"), "bb").unwrap();
         std::fs::create_dir(fx.ws.join("a")).unwrap();
         fx.link("b.txt", "c");
-        let listing = ws.list(&WsPath::root()).unwrap();
+        let listing = ws.list(&WsPath::root(), &any).unwrap();
         assert_eq!(
             listing,
             vec![
@@ -1280,7 +1459,7 @@ mod tests {
         );
         // A link to the root lists the root, still without the state dir.
         fx.link(".", "self");
-        let names: Vec<_> = ws.list(&p("self")).unwrap().into_iter().map(|e| e.name).collect();
+        let names: Vec<_> = ws.list(&p("self"), &any).unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["a", "b.txt", "c", "self"]);
     }
 
@@ -1329,7 +1508,7 @@ mod tests {
             stop.clone(),
         );
         race(
-            || match ws.read(&p("d/secret.txt"), 100) {
+            || match ws.read(&p("d/secret.txt"), 100, &any) {
                 Ok(bytes) => {
                     assert_eq!(bytes, b"INSIDE", "read outside content");
                     "inside"
@@ -1355,7 +1534,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = swapper(fx.ws.clone(), vec!["inside".into(), ".alos".into()], stop.clone());
         race(
-            || match ws.read(&p("d/db"), 100) {
+            || match ws.read(&p("d/db"), 100, &any) {
                 Ok(bytes) => {
                     assert_eq!(bytes, b"INSIDE", "read the state dir");
                     "inside"
@@ -1367,7 +1546,7 @@ mod tests {
             &["inside", "reserved"],
         );
         race(
-            || match ws.write(&p("d/w"), b"w", WriteMode::Replace) {
+            || match ws.write(&p("d/w"), b"w", WriteMode::Replace, &any) {
                 Ok(_) => "written",
                 Err(FsError::Reserved { .. }) => "reserved",
                 Err(FsError::NotFound { .. }) => "transient",
@@ -1376,7 +1555,7 @@ mod tests {
             &["written", "reserved"],
         );
         race(
-            || match ws.mkdir(&p("d/m"), true) {
+            || match ws.mkdir(&p("d/m"), true, &any) {
                 Ok(_) => "made",
                 Err(FsError::Reserved { .. }) => "reserved",
                 Err(FsError::NotFound { .. }) => "transient",
@@ -1395,6 +1574,320 @@ mod tests {
         assert_eq!(std::fs::read(fx.state.join("db")).unwrap(), b"STATE");
     }
 
+    // ---- guard: the caller's check on the physical path ----
+
+    /// Runs `op` with a guard that records what it is asked and refuses what `refuse`
+    /// says; returns the result and the recorded paths.
+    fn asked<T>(
+        refuse: impl Fn(&WsPath) -> bool,
+        op: impl FnOnce(Guard<'_>) -> Result<T, FsError>,
+    ) -> (Result<T, FsError>, Vec<String>) {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let result = op(&|real: &WsPath| {
+            seen.borrow_mut().push(real.as_str().to_string());
+            if refuse(real) {
+                Err("refused by the test".to_string())
+            } else {
+                Ok(())
+            }
+        });
+        (result, seen.into_inner())
+    }
+
+    fn allow_all(_: &WsPath) -> bool {
+        false
+    }
+
+    fn refuse_all(_: &WsPath) -> bool {
+        true
+    }
+
+    /// `docs/plain.txt`, `secrets/key` ("KEY"), and relative in-workspace links into
+    /// `secrets`: file, directory, chains of both, and one that climbs from a subdir.
+    fn linked_fixture() -> Fixture {
+        let fx = Fixture::new(true);
+        for dir in ["docs", "docs/sub", "secrets"] {
+            std::fs::create_dir(fx.ws.join(dir)).unwrap();
+        }
+        std::fs::write(fx.ws.join("docs/plain.txt"), "PLAIN").unwrap();
+        std::fs::write(fx.ws.join("secrets/key"), "KEY").unwrap();
+        fx.link("../secrets/key", "docs/x");
+        fx.link("c2", "docs/c1");
+        fx.link("x", "docs/c2");
+        fx.link("../secrets", "docs/d");
+        fx.link("dl2", "docs/dl1");
+        fx.link("d", "docs/dl2");
+        fx.link("../../secrets", "docs/sub/up");
+        fx
+    }
+
+    #[test]
+    fn guard_is_asked_about_the_real_path() {
+        let fx = linked_fixture();
+        let ws = fx.open();
+        let read = |path: &str| asked(allow_all, |g| ws.read(&p(path), 100, g));
+        for path in ["docs/x", "docs/c1", "docs/d/key", "docs/dl1/key", "docs/sub/up/key"] {
+            let (result, seen) = read(path);
+            assert_eq!(result.unwrap(), b"KEY", "{path}");
+            assert_eq!(seen, ["secrets/key"], "{path}");
+        }
+        // No symlink: the real path is the lexical one, and the guard is still asked.
+        let (result, seen) = read("docs/plain.txt");
+        assert_eq!(result.unwrap(), b"PLAIN");
+        assert_eq!(seen, ["docs/plain.txt"]);
+
+        let (result, seen) = asked(allow_all, |g| ws.write(&p("docs/d/new"), b"N", WriteMode::Replace, g));
+        assert_eq!((result.unwrap(), seen), (1, vec!["secrets/new".to_string()]));
+        let (result, seen) = asked(allow_all, |g| ws.write(&p("docs/dl1/log"), b"L", WriteMode::Append, g));
+        assert_eq!((result.unwrap(), seen), (1, vec!["secrets/log".to_string()]));
+        let (result, seen) = asked(allow_all, |g| ws.list(&p("docs/dl1"), g));
+        assert_eq!(result.unwrap().len(), 3);
+        assert_eq!(seen, ["secrets"]);
+        let (result, seen) = asked(allow_all, |g| ws.stat(&p("docs/d/key"), g));
+        assert_eq!((result.unwrap().kind, seen), (Kind::File, vec!["secrets/key".to_string()]));
+        // stat does not follow a final link: it is about the link itself.
+        let (result, seen) = asked(allow_all, |g| ws.stat(&p("docs/x"), g));
+        assert_eq!((result.unwrap().kind, seen), (Kind::Symlink, vec!["docs/x".to_string()]));
+        let (result, seen) = asked(allow_all, |g| ws.stat(&WsPath::root(), g));
+        assert_eq!((result.unwrap().kind, seen), (Kind::Dir, vec![String::new()]));
+
+        let (result, seen) = asked(allow_all, |g| ws.mkdir(&p("docs/d/m"), false, g));
+        result.unwrap();
+        assert_eq!(seen, ["secrets/m"]);
+        // Recursive: each level it creates, once, but not the existing ancestors.
+        let (result, seen) = asked(allow_all, |g| ws.mkdir(&p("docs/sub/up/a/b"), true, g));
+        result.unwrap();
+        assert_eq!(seen, ["secrets/a", "secrets/a/b"]);
+        assert!(fx.ws.join("secrets/a/b").is_dir());
+        let (result, seen) = asked(allow_all, |g| ws.mkdir(&p("docs/d/a/b"), true, g));
+        result.unwrap();
+        assert_eq!(seen, ["secrets/a/b"], "an existing path is still asked about");
+        let (result, seen) = asked(allow_all, |g| ws.mkdir(&p("docs/new/deeper"), true, g));
+        result.unwrap();
+        assert_eq!(seen, ["docs/new", "docs/new/deeper"]);
+
+        let (result, seen) = asked(allow_all, |g| ws.remove(&p("docs/dl1/a"), true, g));
+        result.unwrap();
+        assert_eq!(seen, ["secrets/a"]);
+        assert!(!fx.ws.join("secrets/a").exists());
+        let (result, seen) = asked(allow_all, |g| ws.remove(&p("docs/d/log"), false, g));
+        result.unwrap();
+        assert_eq!(seen, ["secrets/log"]);
+        // Replacing a final link replaces the link: that is what the guard is asked about.
+        let (result, seen) = asked(allow_all, |g| ws.write(&p("docs/c1"), b"C", WriteMode::Replace, g));
+        result.unwrap();
+        assert_eq!(seen, ["docs/c1"]);
+        assert_eq!(std::fs::read(fx.ws.join("secrets/key")).unwrap(), b"KEY");
+    }
+
+    #[test]
+    fn a_refusing_guard_means_no_effect() {
+        let fx = linked_fixture();
+        let ws = fx.open();
+        std::fs::create_dir(fx.ws.join("secrets/inner")).unwrap();
+        std::fs::write(fx.ws.join("secrets/inner/f"), "F").unwrap();
+        let snapshot = |dir: &str| {
+            let mut all: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+            let mut stack = vec![fx.ws.join(dir)];
+            while let Some(at) = stack.pop() {
+                for entry in std::fs::read_dir(&at).unwrap() {
+                    let entry = entry.unwrap();
+                    let kind = entry.file_type().unwrap();
+                    if kind.is_dir() {
+                        stack.push(entry.path());
+                    }
+                    all.push((entry.path(), kind.is_file().then(|| std::fs::read(entry.path()).unwrap())));
+                }
+            }
+            all.sort();
+            all
+        };
+        let before = (snapshot("secrets"), snapshot("docs"));
+
+        let denied = |result: Result<(), FsError>, path: &str, real: &str| match result {
+            Err(FsError::Denied { path: p, real: r, reason, .. }) => {
+                assert_eq!((p.as_str(), r.as_str(), reason.as_str()), (path, real, "refused by the test"));
+            }
+            other => panic!("{path}: expected Denied, got {other:?}"),
+        };
+        let (result, _) = asked(refuse_all, |g| ws.read(&p("docs/x"), 100, g).map(drop));
+        let err = result.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read docs/x: it touches secrets/key (symlinks resolved): refused by the test"
+        );
+        denied(Err(err), "docs/x", "secrets/key");
+        let (result, _) = asked(refuse_all, |g| ws.read(&p("docs/plain.txt"), 100, g).map(drop));
+        let err = result.unwrap_err();
+        assert_eq!(err.to_string(), "cannot read docs/plain.txt: refused by the test");
+        // Refused before anything about the target shows: not its size, not its kind.
+        let (result, _) = asked(refuse_all, |g| ws.read(&p("docs/x"), 1, g).map(drop));
+        denied(result, "docs/x", "secrets/key");
+        let (result, _) = asked(refuse_all, |g| ws.read(&p("docs/d"), 1, g).map(drop));
+        denied(result, "docs/d", "secrets");
+        let (result, _) = asked(refuse_all, |g| ws.list(&p("docs/d"), g).map(drop));
+        denied(result, "docs/d", "secrets");
+        let (result, _) = asked(refuse_all, |g| ws.stat(&p("docs/d/key"), g).map(drop));
+        denied(result, "docs/d/key", "secrets/key");
+
+        for mode in [WriteMode::Replace, WriteMode::Append] {
+            for (path, real) in [("docs/d/key", "secrets/key"), ("docs/d/new", "secrets/new"), ("docs/plain.txt", "docs/plain.txt")] {
+                let (result, _) = asked(refuse_all, |g| ws.write(&p(path), b"X", mode, g).map(drop));
+                denied(result, path, real);
+            }
+        }
+        let (result, _) = asked(refuse_all, |g| ws.mkdir(&p("docs/d/m"), false, g));
+        denied(result, "docs/d/m", "secrets/m");
+        let (result, _) = asked(refuse_all, |g| ws.mkdir(&p("docs/d/m/n"), true, g));
+        denied(result, "docs/d/m/n", "secrets/m");
+        // Only a deep level refused: no level is created, not even the accepted ones.
+        let deep = |real: &WsPath| real.as_str() == "docs/fresh/a/b";
+        let (result, seen) = asked(deep, |g| ws.mkdir(&p("docs/fresh/a/b/c"), true, g));
+        denied(result, "docs/fresh/a/b/c", "docs/fresh/a/b");
+        assert_eq!(seen, ["docs/fresh", "docs/fresh/a", "docs/fresh/a/b"]);
+        for (path, real, recursive) in [
+            ("docs/d/key", "secrets/key", false),
+            ("docs/d/inner", "secrets/inner", true),
+            ("docs/sub/up", "docs/sub/up", true),
+            ("docs/plain.txt", "docs/plain.txt", false),
+        ] {
+            let (result, _) = asked(refuse_all, |g| ws.remove(&p(path), recursive, g));
+            denied(result, path, real);
+        }
+        assert_eq!((snapshot("secrets"), snapshot("docs")), before, "nothing was written, created or removed");
+    }
+
+    #[test]
+    fn a_missing_target_does_not_reveal_a_refused_place() {
+        let fx = linked_fixture();
+        let ws = fx.open();
+        fx.link(".alos", "st");
+        let refuse_secrets = |real: &WsPath| real.starts_with(&p("secrets"));
+        // Where it would be is refused: that is the answer, not whether it exists.
+        let (result, seen) = asked(refuse_secrets, |g| ws.read(&p("docs/d/missing"), 100, g));
+        assert!(matches!(&result, Err(FsError::Denied { real, .. }) if real == &p("secrets/missing")), "{result:?}");
+        assert_eq!(seen, ["secrets/missing"]);
+        let (result, _) = asked(refuse_secrets, |g| ws.write(&p("docs/d/no/f"), b"x", WriteMode::Replace, g));
+        assert!(matches!(&result, Err(FsError::Denied { real, .. }) if real == &p("secrets/no/f")), "{result:?}");
+        let (result, _) = asked(refuse_secrets, |g| ws.list(&p("docs/dl1/no"), g));
+        assert!(matches!(result, Err(FsError::Denied { .. })), "{result:?}");
+        let (result, _) = asked(refuse_secrets, |g| ws.mkdir(&p("docs/d/no/m"), false, g));
+        assert!(matches!(result, Err(FsError::Denied { .. })), "{result:?}");
+        // Where it is allowed, a missing file is just missing.
+        let (result, _) = asked(allow_all, |g| ws.read(&p("docs/d/missing"), 100, g));
+        assert!(matches!(result, Err(FsError::NotFound { .. })), "{result:?}");
+        let (result, _) = asked(refuse_secrets, |g| ws.read(&p("docs/missing"), 100, g));
+        assert!(matches!(result, Err(FsError::NotFound { .. })), "{result:?}");
+        // Nothing in the state dir can be probed through a link either.
+        assert_reserved(ws.read(&p("st/nothing"), 100, &any));
+        assert_reserved(ws.list(&p("st/nodir"), &any));
+        assert_reserved(ws.stat(&p("st/nodir/f"), &any));
+        assert_reserved(ws.write(&p("st/nodir/f"), b"x", WriteMode::Append, &any));
+        assert_reserved(ws.remove(&p("st/nodir/f"), true, &any));
+    }
+
+    #[test]
+    fn swapped_directory_symlink_never_gets_past_the_guard() {
+        let fx = Fixture::new(true);
+        let ws = fx.open();
+        for (dir, content) in [("allowed", "ALLOWED"), ("denied", "DENIED")] {
+            std::fs::create_dir(fx.ws.join(dir)).unwrap();
+            std::fs::write(fx.ws.join(dir).join("f"), content).unwrap();
+            std::fs::write(fx.ws.join(dir).join("r"), content).unwrap();
+        }
+        fx.link("allowed", "d");
+        let only_allowed = |real: &WsPath| {
+            if real.starts_with(&p("allowed")) {
+                Ok(())
+            } else {
+                Err(format!("{real} is not under allowed/"))
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = swapper(fx.ws.clone(), vec!["allowed".into(), "denied".into()], stop.clone());
+        race(
+            || match ws.read(&p("d/f"), 100, &only_allowed) {
+                Ok(bytes) => {
+                    assert_eq!(bytes, b"ALLOWED", "read the denied dir");
+                    "allowed"
+                }
+                Err(FsError::Denied { real, .. }) => {
+                    assert_eq!(real, p("denied/f"));
+                    "denied"
+                }
+                Err(FsError::NotFound { .. }) => "transient",
+                Err(e) => panic!("unexpected {e}"),
+            },
+            &["allowed", "denied"],
+        );
+        for mode in [WriteMode::Replace, WriteMode::Append] {
+            race(
+                || match ws.write(&p("d/w"), b"w", mode, &only_allowed) {
+                    Ok(_) => "written",
+                    Err(FsError::Denied { .. }) => "denied",
+                    Err(FsError::NotFound { .. }) => "transient",
+                    Err(e) => panic!("unexpected {e}"),
+                },
+                &["written", "denied"],
+            );
+        }
+        race(
+            || match ws.mkdir(&p("d/m/n"), true, &only_allowed) {
+                Ok(_) => "made",
+                Err(FsError::Denied { .. }) => "denied",
+                Err(FsError::NotFound { .. }) => "transient",
+                Err(e) => panic!("unexpected {e}"),
+            },
+            &["made", "denied"],
+        );
+        race(
+            || {
+                std::fs::write(fx.ws.join("allowed/r"), "ALLOWED").unwrap();
+                match ws.remove(&p("d/r"), false, &only_allowed) {
+                    Ok(_) => "removed",
+                    Err(FsError::Denied { .. }) => "denied",
+                    Err(FsError::NotFound { .. }) => "transient",
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            },
+            &["removed", "denied"],
+        );
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(fx.ws.join("denied"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["f", "r"], "nothing was created in the denied dir");
+        assert_eq!(std::fs::read(fx.ws.join("denied/f")).unwrap(), b"DENIED");
+        assert_eq!(std::fs::read(fx.ws.join("denied/r")).unwrap(), b"DENIED");
+        assert_eq!(std::fs::read(fx.ws.join("allowed/w")).unwrap().first(), Some(&b'w'));
+    }
+
+    #[test]
+    fn an_unlinked_file_is_not_named_by_its_deleted_path() {
+        let fx = Fixture::new(false);
+        let ws = fx.open();
+        std::fs::write(fx.ws.join("k"), "K").unwrap();
+        let file = ws.root.open("k").unwrap();
+        std::fs::remove_file(fx.ws.join("k")).unwrap();
+        let real = real_path(file.as_fd()).unwrap();
+        assert_eq!(real, ws.root_real.join("k (deleted)"));
+        let refuse = |_: &WsPath| -> Result<(), String> { panic!("the guard must not be asked") };
+        assert!(matches!(
+            ws.ask("read", &p("k"), file.as_fd(), &real, None, &refuse),
+            Err(FsError::NotFound { .. })
+        ));
+        // A file really named like that is its own name.
+        std::fs::write(fx.ws.join("k (deleted)"), "K").unwrap();
+        let file = ws.root.open("k (deleted)").unwrap();
+        let real = real_path(file.as_fd()).unwrap();
+        let (result, seen) = asked(allow_all, |g| ws.ask("read", &p("k (deleted)"), file.as_fd(), &real, None, g));
+        result.unwrap();
+        assert_eq!(seen, ["k (deleted)"]);
+    }
+
     // ---- data safety ----
 
     fn temp_files(dir: &Path) -> Vec<String> {
@@ -1409,12 +1902,12 @@ mod tests {
     fn atomic_replace_leaves_no_temp_files_and_keeps_old_content() {
         let fx = Fixture::new(true);
         let ws = fx.open();
-        assert_eq!(ws.write(&p("f"), b"one", WriteMode::Replace).unwrap(), 3);
-        assert_eq!(ws.write(&p("f"), b"second", WriteMode::Replace).unwrap(), 6);
-        assert_eq!(ws.read(&p("f"), 100).unwrap(), b"second");
+        assert_eq!(ws.write(&p("f"), b"one", WriteMode::Replace, &any).unwrap(), 3);
+        assert_eq!(ws.write(&p("f"), b"second", WriteMode::Replace, &any).unwrap(), 6);
+        assert_eq!(ws.read(&p("f"), 100, &any).unwrap(), b"second");
         assert!(temp_files(&fx.ws).is_empty());
 
-        let err = ws.write(&p("nope/f"), b"x", WriteMode::Replace).unwrap_err();
+        let err = ws.write(&p("nope/f"), b"x", WriteMode::Replace, &any).unwrap_err();
         match &err {
             FsError::NotFound { missing, .. } => assert_eq!(missing, &p("nope")),
             other => panic!("expected NotFound, got {other:?}"),
@@ -1424,19 +1917,19 @@ mod tests {
         // A target that is a directory: refused, nothing left behind.
         std::fs::create_dir(fx.ws.join("dir")).unwrap();
         assert!(matches!(
-            ws.write(&p("dir"), b"x", WriteMode::Replace),
+            ws.write(&p("dir"), b"x", WriteMode::Replace, &any),
             Err(FsError::IsADirectory { .. })
         ));
-        assert!(matches!(ws.write(&WsPath::root(), b"x", WriteMode::Replace), Err(FsError::IsADirectory { .. })));
+        assert!(matches!(ws.write(&WsPath::root(), b"x", WriteMode::Replace, &any), Err(FsError::IsADirectory { .. })));
 
         // A read-only target keeps its content.
         std::fs::set_permissions(fx.ws.join("f"), std::fs::Permissions::from_mode(0o444)).unwrap();
         assert!(matches!(
-            ws.write(&p("f"), b"third", WriteMode::Replace),
+            ws.write(&p("f"), b"third", WriteMode::Replace, &any),
             Err(FsError::Refused { .. })
         ));
         // Non-root: the kernel's EACCES comes first; root: our read-only check.
-        match ws.write(&p("f"), b"third", WriteMode::Append) {
+        match ws.write(&p("f"), b"third", WriteMode::Append, &any) {
             Err(FsError::Refused { .. }) => {}
             Err(FsError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {}
             other => panic!("expected a refusal, got {other:?}"),
@@ -1461,9 +1954,9 @@ mod tests {
     fn replace_keeps_the_file_mode() {
         let fx = Fixture::new(false);
         let ws = fx.open();
-        ws.write(&p("run.sh"), b"#!/bin/sh\n", WriteMode::Replace).unwrap();
+        ws.write(&p("run.sh"), b"#!/bin/sh\n", WriteMode::Replace, &any).unwrap();
         std::fs::set_permissions(fx.ws.join("run.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
-        ws.write(&p("run.sh"), b"#!/bin/sh\necho\n", WriteMode::Replace).unwrap();
+        ws.write(&p("run.sh"), b"#!/bin/sh\necho\n", WriteMode::Replace, &any).unwrap();
         let mode = std::fs::metadata(fx.ws.join("run.sh")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o750);
     }
@@ -1473,28 +1966,28 @@ mod tests {
         let fx = Fixture::new(false);
         let ws = fx.open();
         let bytes: Vec<u8> = (0..=255u8).rev().collect();
-        assert_eq!(ws.write(&p("bin"), &bytes, WriteMode::Replace).unwrap(), 256);
-        assert_eq!(ws.read(&p("bin"), 256).unwrap(), bytes);
-        assert_eq!(ws.write(&p("bin"), &[0xff, 0x00, 0xc3], WriteMode::Append).unwrap(), 259);
+        assert_eq!(ws.write(&p("bin"), &bytes, WriteMode::Replace, &any).unwrap(), 256);
+        assert_eq!(ws.read(&p("bin"), 256, &any).unwrap(), bytes);
+        assert_eq!(ws.write(&p("bin"), &[0xff, 0x00, 0xc3], WriteMode::Append, &any).unwrap(), 259);
         let mut expected = bytes.clone();
         expected.extend_from_slice(&[0xff, 0x00, 0xc3]);
-        assert_eq!(ws.read(&p("bin"), 1000).unwrap(), expected);
+        assert_eq!(ws.read(&p("bin"), 1000, &any).unwrap(), expected);
     }
 
     #[test]
     fn append_creates_and_extends() {
         let fx = Fixture::new(false);
         let ws = fx.open();
-        assert_eq!(ws.write(&p("log"), b"a\n", WriteMode::Append).unwrap(), 2);
-        assert_eq!(ws.write(&p("log"), b"bc\n", WriteMode::Append).unwrap(), 5);
-        assert_eq!(ws.read(&p("log"), 100).unwrap(), b"a\nbc\n");
+        assert_eq!(ws.write(&p("log"), b"a\n", WriteMode::Append, &any).unwrap(), 2);
+        assert_eq!(ws.write(&p("log"), b"bc\n", WriteMode::Append, &any).unwrap(), 5);
+        assert_eq!(ws.read(&p("log"), 100, &any).unwrap(), b"a\nbc\n");
         std::fs::create_dir(fx.ws.join("dir")).unwrap();
         assert!(matches!(
-            ws.write(&p("dir"), b"x", WriteMode::Append),
+            ws.write(&p("dir"), b"x", WriteMode::Append, &any),
             Err(FsError::IsADirectory { .. })
         ));
         assert!(matches!(
-            ws.write(&p("missing/log"), b"x", WriteMode::Append),
+            ws.write(&p("missing/log"), b"x", WriteMode::Append, &any),
             Err(FsError::NotFound { .. })
         ));
     }
@@ -1509,9 +2002,9 @@ mod tests {
         fx.link("target.txt", "flink");
         fx.link("tdir", "dlink");
         fx.link(&fx.outside, "olink");
-        ws.remove(&p("flink"), false).unwrap();
-        ws.remove(&p("dlink"), true).unwrap();
-        ws.remove(&p("olink"), true).unwrap();
+        ws.remove(&p("flink"), false, &any).unwrap();
+        ws.remove(&p("dlink"), true, &any).unwrap();
+        ws.remove(&p("olink"), true, &any).unwrap();
         assert!(std::fs::symlink_metadata(fx.ws.join("flink")).is_err());
         assert!(std::fs::symlink_metadata(fx.ws.join("dlink")).is_err());
         assert_eq!(std::fs::read(fx.ws.join("target.txt")).unwrap(), b"T");
@@ -1523,43 +2016,43 @@ mod tests {
     fn remove_directories() {
         let fx = Fixture::new(true);
         let ws = fx.open();
-        ws.mkdir(&p("a/b/c"), true).unwrap();
-        ws.write(&p("a/b/c/f"), b"x", WriteMode::Replace).unwrap();
+        ws.mkdir(&p("a/b/c"), true, &any).unwrap();
+        ws.write(&p("a/b/c/f"), b"x", WriteMode::Replace, &any).unwrap();
         // A link inside the tree being removed is removed, not followed.
         fx.link("../../outside", "a/out");
-        let err = ws.remove(&p("a"), false).unwrap_err();
+        let err = ws.remove(&p("a"), false, &any).unwrap_err();
         assert!(matches!(err, FsError::NotEmpty { .. }), "{err}");
         assert!(err.to_string().starts_with("cannot remove a: the directory is not empty"));
-        ws.remove(&p("a"), true).unwrap();
+        ws.remove(&p("a"), true, &any).unwrap();
         assert!(!fx.ws.join("a").exists());
         assert_eq!(std::fs::read(fx.outside.join("secret.txt")).unwrap(), b"OUTSIDE");
 
-        let err = ws.remove(&WsPath::root(), true).unwrap_err();
+        let err = ws.remove(&WsPath::root(), true, &any).unwrap_err();
         assert!(matches!(err, FsError::Refused { .. }));
         assert_eq!(err.to_string(), "cannot remove .: the workspace root cannot be removed");
-        assert!(matches!(ws.remove(&p("gone"), false), Err(FsError::NotFound { .. })));
+        assert!(matches!(ws.remove(&p("gone"), false, &any), Err(FsError::NotFound { .. })));
     }
 
     #[test]
     fn mkdir_cases() {
         let fx = Fixture::new(false);
         let ws = fx.open();
-        let err = ws.mkdir(&p("x/y"), false).unwrap_err();
+        let err = ws.mkdir(&p("x/y"), false, &any).unwrap_err();
         assert_eq!(err.to_string(), "cannot create directory x/y: directory x does not exist");
-        ws.mkdir(&p("x/y/z"), true).unwrap();
-        ws.mkdir(&p("x/y/z"), true).unwrap();
-        assert!(matches!(ws.mkdir(&p("x/y"), false), Err(FsError::AlreadyExists { .. })));
-        ws.write(&p("x/file"), b"", WriteMode::Replace).unwrap();
-        match ws.mkdir(&p("x/file/sub"), true) {
+        ws.mkdir(&p("x/y/z"), true, &any).unwrap();
+        ws.mkdir(&p("x/y/z"), true, &any).unwrap();
+        assert!(matches!(ws.mkdir(&p("x/y"), false, &any), Err(FsError::AlreadyExists { .. })));
+        ws.write(&p("x/file"), b"", WriteMode::Replace, &any).unwrap();
+        match ws.mkdir(&p("x/file/sub"), true, &any) {
             Err(FsError::NotADirectory { at, .. }) => assert_eq!(at, p("x/file")),
             other => panic!("expected NotADirectory, got {other:?}"),
         }
         // Following an in-workspace link is fine, including one that climbs.
         fx.link("x", "xl");
-        ws.mkdir(&p("xl/via"), true).unwrap();
+        ws.mkdir(&p("xl/via"), true, &any).unwrap();
         assert!(fx.ws.join("x/via").is_dir());
         fx.link("../../x", "x/y/up");
-        ws.mkdir(&p("x/y/up/climbed/deeper"), true).unwrap();
+        ws.mkdir(&p("x/y/up/climbed/deeper"), true, &any).unwrap();
         assert!(fx.ws.join("x/climbed/deeper").is_dir());
     }
 
@@ -1569,15 +2062,15 @@ mod tests {
     fn read_enforces_the_size_limit() {
         let fx = Fixture::new(false);
         let ws = fx.open();
-        ws.write(&p("big"), &[7u8; 100], WriteMode::Replace).unwrap();
-        assert_eq!(ws.read(&p("big"), 100).unwrap().len(), 100);
-        let err = ws.read(&p("big"), 99).unwrap_err();
+        ws.write(&p("big"), &[7u8; 100], WriteMode::Replace, &any).unwrap();
+        assert_eq!(ws.read(&p("big"), 100, &any).unwrap().len(), 100);
+        let err = ws.read(&p("big"), 99, &any).unwrap_err();
         assert!(matches!(err, FsError::TooLarge { size: 100, limit: 99, .. }));
         assert_eq!(err.to_string(), "cannot read big: it is 100 bytes, over the limit of 99 bytes");
-        assert!(matches!(ws.read(&WsPath::root(), 10), Err(FsError::IsADirectory { .. })));
+        assert!(matches!(ws.read(&WsPath::root(), 10, &any), Err(FsError::IsADirectory { .. })));
         std::fs::create_dir(fx.ws.join("d")).unwrap();
-        assert!(matches!(ws.read(&p("d"), 10), Err(FsError::IsADirectory { .. })));
-        assert!(matches!(ws.read(&p("none"), 10), Err(FsError::NotFound { .. })));
+        assert!(matches!(ws.read(&p("d"), 10, &any), Err(FsError::IsADirectory { .. })));
+        assert!(matches!(ws.read(&p("none"), 10, &any), Err(FsError::NotFound { .. })));
     }
 
     #[test]
@@ -1592,29 +2085,29 @@ mod tests {
             0,
         )
         .unwrap();
-        assert!(matches!(ws.read(&p("fifo"), 10), Err(FsError::Refused { .. })));
+        assert!(matches!(ws.read(&p("fifo"), 10, &any), Err(FsError::Refused { .. })));
         assert!(matches!(
-            ws.write(&p("fifo"), b"x", WriteMode::Append),
+            ws.write(&p("fifo"), b"x", WriteMode::Append, &any),
             Err(FsError::Refused { .. })
         ));
-        assert_eq!(ws.stat(&p("fifo")).unwrap().kind, Kind::Other);
+        assert_eq!(ws.stat(&p("fifo"), &any).unwrap().kind, Kind::Other);
     }
 
     #[test]
     fn stat_describes_without_following() {
         let fx = Fixture::new(false);
         let ws = fx.open();
-        ws.write(&p("f"), b"hello", WriteMode::Replace).unwrap();
+        ws.write(&p("f"), b"hello", WriteMode::Replace, &any).unwrap();
         fx.link("f", "l");
-        let stat = ws.stat(&p("f")).unwrap();
+        let stat = ws.stat(&p("f"), &any).unwrap();
         assert_eq!((stat.kind, stat.size, stat.readonly), (Kind::File, 5, false));
         assert!(stat.modified_ms.unwrap() > 1_600_000_000_000);
-        let link = ws.stat(&p("l")).unwrap();
+        let link = ws.stat(&p("l"), &any).unwrap();
         assert_eq!((link.kind, link.size), (Kind::Symlink, 1));
-        assert_eq!(ws.stat(&WsPath::root()).unwrap().kind, Kind::Dir);
+        assert_eq!(ws.stat(&WsPath::root(), &any).unwrap().kind, Kind::Dir);
         std::fs::set_permissions(fx.ws.join("f"), std::fs::Permissions::from_mode(0o444)).unwrap();
-        assert!(ws.stat(&p("f")).unwrap().readonly);
-        let err = ws.stat(&p("missing")).unwrap_err();
+        assert!(ws.stat(&p("f"), &any).unwrap().readonly);
+        let err = ws.stat(&p("missing"), &any).unwrap_err();
         assert_eq!(err.to_string(), "cannot stat missing: it does not exist");
     }
 
@@ -1623,9 +2116,9 @@ mod tests {
         let fx = Fixture::new(true);
         let ws = fx.open();
         fx.link("../outside", "out");
-        let err = ws.read(&p("out/secret.txt"), 10).unwrap_err();
+        let err = ws.read(&p("out/secret.txt"), 10, &any).unwrap_err();
         assert!(err.to_string().starts_with("cannot read out/secret.txt: it leads outside the workspace"), "{err}");
-        let err = ws.write(&p(".alos/x"), b"", WriteMode::Append).unwrap_err();
+        let err = ws.write(&p(".alos/x"), b"", WriteMode::Append, &any).unwrap_err();
         assert!(err.to_string().starts_with("cannot append to .alos/x: it touches the alos state directory"), "{err}");
         let err: FsError = WsPath::resolve(&WsPath::root(), "/etc").unwrap_err().into();
         assert!(matches!(err, FsError::Invalid(PathError::Absolute(_))));

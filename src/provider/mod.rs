@@ -3,5 +3,6 @@
 
 pub mod clock;
 pub mod fs;
+pub mod human;
 pub mod net;
 pub mod shell;

@@ -216,3 +216,72 @@ fn fs_api_round_trip() {
     .stdout_has("NotFound");
   assert!(!sandbox.exists("w/sub"));
 }
+
+#[test]
+fn a_symlink_inside_the_workspace_does_not_bypass_a_capability() {
+  let sandbox = Sandbox::new();
+  sandbox.write("docs/readme.txt", "docs");
+  sandbox.write("secrets/key", "the secret key");
+  sandbox.write("protected/keep.txt", "kept");
+  std::fs::create_dir(sandbox.path().join("out")).unwrap();
+  symlink("../secrets/key", sandbox.path().join("docs/x")).unwrap();
+  symlink("../secrets", sandbox.path().join("docs/s")).unwrap();
+  symlink("../protected", sandbox.path().join("out/link")).unwrap();
+
+  // Reads: the capability is checked on where the link leads, and the deny rule holds there.
+  let read_caps = ["--allow", "fs.read:docs/**", "--deny", "fs.read:secrets/**"];
+  let run = sandbox.run(
+    "read.ts",
+    r#"
+    try { await libos.fs.readText("docs/x"); console.log("read ok"); }
+    catch (e) { console.log(`${e.name} | ${e.capability} | ${e.reason} | ${e.message}`); }"#,
+    &read_caps,
+  );
+  run.expect_code(0);
+  let line = run.stdout.trim();
+  assert!(line.starts_with("PermissionDenied | fs.read:secrets/key | rule \"deny fs.read:secrets/**\" | "), "{line}");
+  assert!(
+    line.contains(
+      r#"fs.readText "docs/x" resolves to "secrets/key" through a symlink, and that is denied by rule "deny fs.read:secrets/**""#
+    ),
+    "{line}"
+  );
+  let paths = ["docs/s/key", "docs/s", "docs/s/missing", "docs/readme.txt"];
+  let reads = attempt(&sandbox, "(p === 'docs/s' ? libos.fs.list(p) : libos.fs.readText(p))", &paths, &read_caps);
+  assert!(line_for(&reads, "docs/s/key").contains(r#"resolves to "secrets/key""#), "{reads}");
+  assert!(line_for(&reads, "docs/s").contains(r#"resolves to "secrets" through a symlink"#), "{reads}");
+  // Whether something exists there is not revealed either.
+  assert!(line_for(&reads, "docs/s/missing").contains(r#"PermissionDenied: fs.readText "docs/s/missing" resolves to "secrets/missing""#), "{reads}");
+  assert!(line_for(&reads, "docs/readme.txt").ends_with("-> ok"), "{reads}");
+  assert!(!run.stdout.contains("the secret key") && !reads.contains("the secret key"));
+  assert!(
+    sandbox.audit().iter().any(|r| r["outcome"].as_str().unwrap_or("").contains(r#"resolves to "secrets/key""#)),
+    "the refusal is in the audit log"
+  );
+
+  // Writes through `out/link -> ../protected` are refused before anything is touched.
+  let write_caps = ["--allow", "fs.write:out/**", "--allow", "fs.delete:out/**"];
+  let ops = [
+    ("new", "libos.fs.writeText('out/link/new.txt', 'x')"),
+    ("replace", "libos.fs.writeText('out/link/keep.txt', 'x')"),
+    ("append", "libos.fs.writeText('out/link/keep.txt', 'x', {append: true})"),
+    ("mkdir", "libos.fs.mkdir('out/link/d')"),
+    ("mkdir-p", "libos.fs.mkdir('out/link/a/b', {recursive: true})"),
+    ("remove", "libos.fs.remove('out/link/keep.txt')"),
+    ("fine", "libos.fs.writeText('out/fine.txt', 'ok')"),
+  ];
+  let names: Vec<&str> = ops.iter().map(|(name, _)| *name).collect();
+  let dispatch: String = ops.iter().map(|(name, op)| format!("p === '{name}' ? {op} : ")).collect();
+  let writes = attempt(&sandbox, &format!("({dispatch} null)"), &names, &write_caps);
+  for (name, _) in &ops[..ops.len() - 1] {
+    let line = line_for(&writes, name);
+    assert!(line.contains("PermissionDenied"), "{line}");
+    assert!(line.contains(r#""out/link/"#) && line.contains(r#"resolves to "protected/"#), "{line}");
+  }
+  assert!(line_for(&writes, "new").contains(r#"resolves to "protected/new.txt" through a symlink, and that needs fs.write:protected/new.txt"#), "{writes}");
+  assert!(line_for(&writes, "fine").ends_with("-> ok"), "{writes}");
+  assert_eq!(sandbox.read("out/fine.txt"), "ok");
+  let protected: Vec<_> = std::fs::read_dir(sandbox.path().join("protected")).unwrap().map(|e| e.unwrap().file_name()).collect();
+  assert_eq!(protected, ["keep.txt"], "nothing was created in protected/");
+  assert_eq!(sandbox.read("protected/keep.txt"), "kept");
+}
