@@ -191,6 +191,10 @@ const proc = freeze({
   list: () => callAsync("proc.list"),
 });
 
+const human = freeze({
+  ask: (question, opts) => callAsync("human.ask", { question, ...options(opts) }),
+});
+
 const net = freeze({
   fetch: (url, opts) => callAsync("net.fetch", { url, ...options(opts) }),
 });
@@ -207,6 +211,7 @@ const libos = freeze({
   proc,
   caps,
   net,
+  human,
   now: () => call("now"),
   random: () => call("random"),
   exit: (result) => {

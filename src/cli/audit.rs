@@ -8,6 +8,7 @@ use super::location::Location;
 use super::usage_error;
 use crate::kernel::audit;
 use crate::kernel::audit::Record;
+use crate::provider::human::printable;
 use crate::store::audit_file::AuditFile;
 
 #[derive(Args, Debug)]
@@ -104,7 +105,3 @@ fn show(lines: &[String], pid: Option<&str>, json: bool) -> u8 {
   exit::OK
 }
 
-/// Escapes control characters, so a record cannot drive the terminal.
-fn printable(text: &str) -> String {
-  text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
-}

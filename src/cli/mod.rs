@@ -1,6 +1,7 @@
 //! The `alos` command line (clap). Each subcommand has its own module.
 
 mod audit;
+mod human;
 mod location;
 mod run;
 
@@ -42,6 +43,12 @@ enum Command {
   Run(run::RunArgs),
   /// Show the audit log, or verify its hash chain.
   Audit(audit::AuditArgs),
+  /// List the requests waiting for a human.
+  Inbox(human::InboxArgs),
+  /// Approve a waiting request (or answer a question).
+  Approve(human::ApproveArgs),
+  /// Deny a waiting request.
+  Deny(human::DenyArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -69,6 +76,9 @@ pub fn main() -> ExitCode {
   let code = match cli.command {
     Command::Run(args) => run::run(args),
     Command::Audit(args) => audit::run(args),
+    Command::Inbox(args) => human::inbox(args),
+    Command::Approve(args) => human::approve(args),
+    Command::Deny(args) => human::deny(args),
   };
   ExitCode::from(code)
 }

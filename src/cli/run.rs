@@ -14,6 +14,7 @@ use crate::engine::IsolateLauncher;
 use crate::engine::IsolateLimits;
 use crate::kernel::capability::Capability;
 use crate::kernel::grant::GrantSource;
+use crate::kernel::human::HumanMode;
 use crate::kernel::policy::Effect;
 use crate::kernel::policy::Policy;
 use crate::kernel::policy::Rule;
@@ -78,6 +79,11 @@ pub struct RunArgs {
   #[arg(long = "max-read-bytes", value_name = "N", default_value_t = 64 << 20)]
   max_read_bytes: u64,
 
+  /// How `ask` decisions reach a human: prompt on this terminal, wait for `alos approve`
+  /// from another one, or deny.
+  #[arg(long, value_enum, value_name = "MODE", default_value = "queue")]
+  human: HumanMode,
+
   /// Print one JSON object describing how the process ended (stdout), instead of text.
   #[arg(long)]
   json: bool,
@@ -123,6 +129,7 @@ pub fn run(args: RunArgs) -> u8 {
     state_dir,
     policy,
     clock: Arc::new(SystemClock),
+    human: args.human,
     max_read_bytes: args.max_read_bytes,
   }) {
     Ok(kernel) => kernel,

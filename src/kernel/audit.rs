@@ -26,6 +26,8 @@ pub enum Actor {
 pub enum Verdict {
   Allow,
   Deny,
+  /// Sent to a human; the operation waits for the answer.
+  Ask,
   /// No capability was needed (lifecycle, clock, cwd).
   None,
 }

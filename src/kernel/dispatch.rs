@@ -50,11 +50,21 @@ struct Who {
 /// One syscall in flight, as its audit records name it; owned, so a waiting syscall can
 /// record its outcome when it completes.
 #[derive(Clone)]
-struct Trace {
-  pid: String,
-  lineage: Vec<String>,
-  syscall: String,
-  args_digest: String,
+pub(super) struct Trace {
+  pub pid: String,
+  pub lineage: Vec<String>,
+  pub syscall: String,
+  pub args_digest: String,
+  /// The caller's cwd when the syscall was made (an approved call resolves the same).
+  pub cwd: WsPath,
+}
+
+/// What the policy says about one request.
+pub(super) enum Judgement {
+  /// Allowed; the text names what allowed it.
+  Allowed(String),
+  /// A human must approve it first.
+  Ask(super::policy::Rule),
 }
 
 /// A syscall's result now, or a future of it for the syscalls that wait (on a child, a
@@ -72,19 +82,27 @@ impl Kernel {
   fn dispatch_checked(&self, pid: &str, name: &str, args: Value) -> Result<Dispatched, SyscallError> {
     let args_digest = digest(args.to_string().as_bytes());
     let who = self.account(pid, name, &args_digest)?;
-    let trace = Trace { pid: pid.to_string(), lineage: who.lineage.clone(), syscall: name.to_string(), args_digest };
-    let audit = |request: Option<&Request>, decision: Verdict, decided_by: Option<String>, outcome: String| {
-      self.audit_call(&trace, request, decision, decided_by, outcome)
-    };
-
+    let trace =
+      Trace { pid: pid.to_string(), lineage: who.lineage, syscall: name.to_string(), args_digest, cwd: who.cwd };
     let call = match Syscall::decode(name, args) {
       Ok(call) => call,
       Err(e) => {
-        audit(None, Verdict::None, None, outcome_of(&Err::<Value, _>(e.clone())))?;
+        self.audit_call(&trace, None, Verdict::None, None, outcome_of(&Err::<Value, _>(e.clone())))?;
         return Err(e);
       }
     };
-    let access = match resolve(&call, &who.cwd) {
+    self.run_call(trace, call)
+  }
+
+  /// Resolves, decides, performs and audits one decoded syscall. An approved call comes
+  /// back here to be decided again.
+  pub(super) fn run_call(&self, trace: Trace, call: Syscall) -> Result<Dispatched, SyscallError> {
+    let (pid, name) = (trace.pid.clone(), trace.syscall.clone());
+    let (pid, name) = (pid.as_str(), name.as_str());
+    let audit = |request: Option<&Request>, decision: Verdict, decided_by: Option<String>, outcome: String| {
+      self.audit_call(&trace, request, decision, decided_by, outcome)
+    };
+    let access = match resolve(&call, &trace.cwd) {
       Ok(access) => access,
       Err(e) => {
         audit(None, Verdict::Deny, Some("path resolution".into()), outcome_of(&Err::<Value, _>(e.clone())))?;
@@ -92,10 +110,19 @@ impl Kernel {
       }
     };
 
+    let op_digest = digest(call_digest_input(&call).as_bytes());
     let decided_by = match &access.request {
       None => None,
-      Some(request) => match self.decide(pid, name, request, &digest(call_digest_input(&call).as_bytes())) {
-        Ok(by) => Some(by),
+      Some(request) => match self.decide(pid, name, request, &op_digest) {
+        Ok(Judgement::Allowed(by)) => Some(by),
+        Ok(Judgement::Ask(rule)) => {
+          // An impossible operation fails before a human is asked about it.
+          if let Some(path) = &access.path {
+            self.precheck(pid, &call, path)?;
+          }
+          let request = request.clone();
+          return self.ask_for_approval(trace.clone(), call, request, rule, op_digest);
+        }
         Err(denial) => {
           let by = match &denial {
             SyscallError::PermissionDenied { reason, .. } => Some(reason.clone()),
@@ -108,7 +135,7 @@ impl Kernel {
     };
 
     let verdict = if access.request.is_some() { Verdict::Allow } else { Verdict::None };
-    if let Some(waiting) = self.waiting(pid, &call) {
+    if let Some(waiting) = self.waiting(&trace, &call) {
       let (kernel, audited, request) = (self.clone(), call.is_audited(), access.request.clone());
       return Ok(Dispatched::Waiting(Box::pin(async move {
         let result = waiting.await;
@@ -123,7 +150,7 @@ impl Kernel {
       audit(access.request.as_ref(), verdict, decided_by, outcome_of(&result))?;
     }
     if let Syscall::Exit { result: value } = &call {
-      self.stop(pid, ExitStatus::Ok { result: value.clone() });
+      self.end_process(pid, ExitStatus::Ok { result: value.clone() });
       // `exit` does not return: the isolate is being stopped, and this never-settling
       // call keeps its event loop from mistaking the stop for a stalled script.
       return Ok(Dispatched::Waiting(Box::pin(std::future::pending())));
@@ -131,7 +158,7 @@ impl Kernel {
     Ok(Dispatched::Ready(result))
   }
 
-  fn audit_call(
+  pub(super) fn audit_call(
     &self,
     trace: &Trace,
     request: Option<&Request>,
@@ -155,8 +182,13 @@ impl Kernel {
   }
 
   /// The syscalls that wait, as futures; their capability was checked before.
-  fn waiting(&self, pid: &str, call: &Syscall) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
+  fn waiting(&self, trace: &Trace, call: &Syscall) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
+    let pid = trace.pid.as_str();
     match call {
+      Syscall::HumanAsk(ask) => {
+        let (kernel, trace, ask) = (self.clone(), trace.clone(), ask.clone());
+        Some(Box::pin(async move { kernel.ask_question(trace, ask).await }))
+      }
       Syscall::NetFetch(fetch) => {
         let (kernel, me, fetch) = (self.clone(), pid.to_string(), fetch.clone());
         Some(Box::pin(async move { kernel.fetch(&me, fetch).await }))
@@ -205,36 +237,46 @@ impl Kernel {
         args_digest: args_digest.to_string(),
         outcome: outcome_of(&Err::<Value, _>(error.clone())),
       })?;
-      self.stop(pid, ExitStatus::LimitExceeded { limit: format!("max_syscalls={max}") });
+      self.end_process(pid, ExitStatus::LimitExceeded { limit: format!("max_syscalls={max}") });
       return Err(error);
     }
     Ok(who)
   }
 
-  /// The policy decision for one request: `Ok(what allowed it)` or a denial that says
-  /// what would allow it.
-  pub(super) fn decide(&self, pid: &str, syscall: &str, request: &Request, op_digest: &str) -> Result<String, SyscallError> {
+  /// The policy's decision on one request, without side effects: the process's own
+  /// rules (its fork mode's denials) first, like every deny, then the kernel's policy.
+  fn judge(&self, pid: &str, request: &Request, op_digest: &str) -> Decision {
     let now = self.0.clock.now_ms();
     let processes = lock(&self.0.processes);
     let process = processes.get(pid);
-    let grants = process.map(|p| p.grants.as_slice()).unwrap_or(&[]);
-    let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
-    let attempt = format!("{syscall} \"{}\"", display_resource(request));
-    // The process's own rules (its fork mode's) are denials, so they come first, like
-    // every deny; then the kernel's policy.
     let own_denial = process
       .and_then(|p| p.rules.iter().find(|r| r.effect == Effect::Deny && r.matches(request)))
       .map(|rule| Decision::Denied { by: DeniedBy::Rule(rule.clone()) });
-    let decision = own_denial.unwrap_or_else(|| self.0.policy.decide(grants, request, op_digest, now));
-    let (reason, message) = match decision {
+    let grants = process.map(|p| p.grants.as_slice()).unwrap_or(&[]);
+    own_denial.unwrap_or_else(|| self.0.policy.read().unwrap_or_else(|e| e.into_inner()).decide(grants, request, op_digest, now))
+  }
+
+  /// Decides one request: allowed (spending a use of a counted grant, atomically with
+  /// the decision), to be asked, or denied with what would allow it.
+  pub(super) fn decide(&self, pid: &str, syscall: &str, request: &Request, op_digest: &str) -> Result<Judgement, SyscallError> {
+    let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
+    let attempt = format!("{syscall} \"{}\"", display_resource(request));
+    let (reason, message) = match self.judge(pid, request, op_digest) {
       Decision::Allowed { by: AllowedBy::Grant(id) } => {
+        let mut processes = lock(&self.0.processes);
+        let grant = processes.get_mut(pid).and_then(|p| p.grants.iter_mut().find(|g| g.id == id));
         // Name the grant's capability and origin: "grant g2" alone means nothing in a log.
-        return Ok(match grants.iter().find(|g| g.id == id) {
-          Some(grant) => format!("grant {id} ({} from {})", grant.capability, grant.source),
+        return Ok(Judgement::Allowed(match grant {
+          Some(grant) => {
+            let spent = grant.uses_left.is_some() && grant.spend();
+            let uses = if spent { ", one use spent" } else { "" };
+            format!("grant {id} ({} from {}{uses})", grant.capability, grant.source)
+          }
           None => format!("grant {id}"),
-        });
+        }));
       }
-      Decision::Allowed { by } => return Ok(by.to_string()),
+      Decision::Allowed { by } => return Ok(Judgement::Allowed(by.to_string())),
+      Decision::Ask { rule } => return Ok(Judgement::Ask(rule)),
       Decision::Denied { by: DeniedBy::Rule(rule) } => (
         format!("rule \"{rule}\" from {}", rule.source),
         format!("{attempt} denied by rule \"{rule}\" from {}", rule.source),
@@ -247,12 +289,34 @@ impl Kernel {
           glob_hint(request)
         ),
       ),
-      Decision::Ask { rule } => (
-        format!("rule \"{rule}\" (no human channel)"),
-        format!("{attempt} needs a human's approval (rule \"{rule}\"), and no human channel is attached"),
-      ),
     };
     Err(SyscallError::PermissionDenied { syscall: syscall.to_string(), capability: needed, reason, message })
+  }
+
+  /// Fails an operation that cannot succeed, before a human is asked to approve it:
+  /// reading, removing or entering what does not exist, or writing into a directory
+  /// that does not exist.
+  fn precheck(&self, pid: &str, call: &Syscall, path: &WsPath) -> Result<(), SyscallError> {
+    let needs_parent = matches!(call, Syscall::WriteText { .. } | Syscall::WriteBytes { .. })
+      || matches!(call, Syscall::Mkdir { recursive: false, .. });
+    let target = match call {
+      Syscall::Mkdir { recursive: true, .. } => return Ok(()),
+      _ if needs_parent => match path.parent() {
+        Some(parent) => parent,
+        None => return Ok(()),
+      },
+      Syscall::ReadText { .. } | Syscall::ReadBytes { .. } | Syscall::List { .. } | Syscall::Stat { .. }
+      | Syscall::Chdir { .. } | Syscall::Remove { .. } => path.clone(),
+      _ => return Ok(()),
+    };
+    // Looking is allowed here: the definite-denial check has passed. The guard only
+    // keeps the look inside the workspace.
+    let _ = pid;
+    let exists = self.0.workspace.stat(&target, &|_| Ok(())).map_err(|e| fs_error(call.name(), e))?;
+    if needs_parent && exists.kind != EntryKind::Dir {
+      return Err(SyscallError::InvalidArgument(format!("{}: \"{target}\" is not a directory", call.name())));
+    }
+    Ok(())
   }
 
   fn perform(&self, pid: &str, call: &Syscall, path: Option<&WsPath>) -> Result<Value, SyscallError> {
@@ -274,7 +338,7 @@ impl Kernel {
       Syscall::CapsList => Ok(self.caps_list(pid)),
       Syscall::CapsDrop { capability } => self.caps_drop(pid, capability),
       // Dispatched by `waiting()` before it gets here.
-      Syscall::ProcWait { .. } | Syscall::NetFetch(_) => {
+      Syscall::ProcWait { .. } | Syscall::NetFetch(_) | Syscall::HumanAsk(_) => {
         Err(SyscallError::InvalidArgument(format!("{} must be awaited", call.name())))
       }
       Syscall::Now => Ok(json!(self.0.clock.now_ms())),
@@ -357,19 +421,6 @@ impl Kernel {
     }
   }
 
-  /// Ends a process from inside the kernel and stops its isolate.
-  fn stop(&self, pid: &str, status: ExitStatus) {
-    let stop = {
-      let mut processes = lock(&self.0.processes);
-      let Some(process) = processes.get_mut(pid) else { return };
-      process.end(status);
-      process.stop.take()
-    };
-    if let Some(stop) = stop {
-      stop();
-    }
-  }
-
   pub(super) fn record_lifecycle(&self, pid: &str, syscall: &str, detail: &Value, outcome: &str) -> std::io::Result<()> {
     let lineage = lock(&self.0.processes).get(pid).map(|p| p.lineage.clone()).unwrap_or_default();
     self
@@ -411,6 +462,7 @@ fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
     Syscall::Remove { path, .. } => (Kind::FsDelete, path),
     Syscall::NetFetch(fetch) => return Ok(Access { request: Some(Request::new(Kind::Net, fetch.target()?)), path: None }),
     Syscall::ProcSpawn(_) => return Ok(Access { request: Some(Request::new(Kind::ProcSpawn, "")), path: None }),
+    Syscall::HumanAsk(_) => return Ok(Access { request: Some(Request::new(Kind::HumanAsk, "")), path: None }),
     Syscall::ProcSignal { .. } => return Ok(Access { request: Some(Request::new(Kind::ProcSignal, "")), path: None }),
     Syscall::ProcSelf
     | Syscall::Exit { .. }
@@ -504,13 +556,12 @@ impl<'a> FsGuard<'a> {
   }
 
   fn check(&self, real: &WsPath) -> Result<(), String> {
+    // The path as written was decided already (and a one-shot grant spent on it).
+    if real == self.path {
+      return Ok(());
+    }
     let request = Request::new(self.kind, real.as_str());
-    let decision = {
-      let now = self.kernel.0.clock.now_ms();
-      let processes = lock(&self.kernel.0.processes);
-      let grants = processes.get(self.pid).map(|p| p.grants.as_slice()).unwrap_or(&[]);
-      self.kernel.0.policy.decide(grants, &request, &self.op_digest, now)
-    };
+    let decision = self.kernel.judge(self.pid, &request, &self.op_digest);
     let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
     // `reason` as `decide` names it for the audit log; `verdict` completes a sentence.
     let (reason, verdict) = match decision {
@@ -526,8 +577,8 @@ impl<'a> FsGuard<'a> {
         ),
       ),
       Decision::Ask { rule } => (
-        format!("rule \"{rule}\" (no human channel)"),
-        format!("needs a human's approval (rule \"{rule}\"), and no human channel is attached"),
+        format!("rule \"{rule}\" for the real path"),
+        format!("needs a human's approval of its own (rule \"{rule}\"); approve the real path, not the link"),
       ),
     };
     let syscall = self.call.name();

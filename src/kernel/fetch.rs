@@ -104,7 +104,23 @@ impl Kernel {
     }
     let lineage = lock(&self.0.processes).get(pid).map(|p| p.lineage.clone()).unwrap_or_default();
     for request in needed {
-      let decision = self.decide(pid, "net.connect", &request, &super::audit::digest(connect.addr_resource().as_bytes()));
+      let decision = self
+        .decide(pid, "net.connect", &request, &super::audit::digest(connect.addr_resource().as_bytes()))
+        .and_then(|judgement| match judgement {
+          super::dispatch::Judgement::Allowed(by) => Ok(by),
+          // A connection mid-fetch cannot wait for a human: the URL's own host was
+          // asked about before; an address or redirect behind it must be allowed outright.
+          super::dispatch::Judgement::Ask(rule) => Err(SyscallError::PermissionDenied {
+            syscall: "net.connect".into(),
+            capability: request.suggestion().map(|c| c.to_string()).unwrap_or_default(),
+            reason: format!("rule \"{rule}\" asks, and a connection cannot wait for a human"),
+            message: format!(
+              "net.fetch: connecting to {} needs a human's approval (rule \"{rule}\"); allow it with --allow {}",
+              request.resource,
+              request.suggestion().map(|c| c.to_string()).unwrap_or_default()
+            ),
+          }),
+        });
       let (verdict, decided_by, outcome) = match &decision {
         Ok(by) => (Verdict::Allow, Some(by.clone()), format!("connecting to {}", connect.addr_resource())),
         Err(denial) => (Verdict::Deny, None, format!("error PermissionDenied: {denial}")),

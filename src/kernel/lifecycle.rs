@@ -280,7 +280,7 @@ impl Kernel {
   }
 
   pub(super) fn signal(&self, caller: &str, target: &str, signal: Signal) -> Result<Value, SyscallError> {
-    let stops = {
+    let subtree: Vec<String> = {
       let mut processes = lock(&self.0.processes);
       Self::descendant_of(&processes, caller, target, "proc.signal")?;
       match signal {
@@ -291,30 +291,16 @@ impl Kernel {
           vec![]
         }
         Signal::Cancel => {
-          let reason = format!("cancelled by {caller}");
-          let subtree: Vec<String> =
-            processes.values().filter(|p| p.lineage.iter().any(|a| a == target)).map(|p| p.pid.clone()).collect();
-          subtree
-            .iter()
-            .filter_map(|pid| {
-              let p = processes.get_mut(pid)?;
-              p.end(ExitStatus::Killed { reason: reason.clone() }).then(|| (pid.clone(), p.stop.take()))
-            })
-            .collect::<Vec<_>>()
+          processes.values().filter(|p| p.lineage.iter().any(|a| a == target)).map(|p| p.pid.clone()).collect()
         }
       }
     };
-    // Wake paused and waiting syscalls so they see the change.
+    for pid in subtree {
+      self.end_process(&pid, ExitStatus::Killed { reason: format!("cancelled by {caller}") });
+    }
+    // Wake paused syscalls so they see the change.
     self.0.resumed.notify_all();
     self.0.changes.notify_waiters();
-    for (pid, stop) in stops {
-      if let Err(e) = self.record_lifecycle(&pid, "exit", &json!({ "cancelled_by": caller }), "killed") {
-        tracing::error!("cannot write the audit log: {e}");
-      }
-      if let Some(stop) = stop {
-        stop();
-      }
-    }
     Ok(Value::Null)
   }
 

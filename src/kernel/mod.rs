@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod error;
 pub mod fetch;
 pub mod grant;
+pub mod human;
 pub mod policy;
 pub mod process;
 pub mod syscall;
@@ -25,6 +26,7 @@ use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
 use std::sync::OnceLock;
+use std::sync::RwLock;
 
 use alos_ops::Broker;
 use alos_ops::PendingReply;
@@ -38,9 +40,13 @@ use capability::Capability;
 use grant::Grant;
 use grant::GrantId;
 use grant::GrantSource;
+use human::HumanMode;
 use lifecycle::Launch;
 use lifecycle::Launcher;
+use policy::Effect;
 use policy::Policy;
+use policy::Rule;
+use policy::RuleSource;
 use process::ExitStatus;
 use process::Process;
 use process::ProcessLimits;
@@ -48,7 +54,11 @@ use process::State;
 use process::Stop;
 use crate::provider::clock::Clock;
 use crate::provider::fs::Workspace;
+use crate::provider::human::HumanChannel;
+use crate::provider::human::QueueNotice;
+use crate::provider::human::Terminal;
 use crate::store::audit_file::AuditFile;
+use crate::store::Db;
 
 pub struct KernelConfig {
   /// The workspace root (absolute).
@@ -57,6 +67,8 @@ pub struct KernelConfig {
   pub state_dir: PathBuf,
   pub policy: Policy,
   pub clock: Arc<dyn Clock>,
+  /// How `ask` decisions reach a human.
+  pub human: HumanMode,
   /// Largest file `fs.read*` returns.
   pub max_read_bytes: u64,
 }
@@ -77,7 +89,11 @@ pub struct Kernel(Arc<Inner>);
 
 struct Inner {
   workspace: Workspace,
-  policy: Policy,
+  /// Grows at run time when a human answers "always".
+  policy: RwLock<Policy>,
+  db: Arc<Db>,
+  human: HumanMode,
+  channel: Arc<dyn HumanChannel>,
   clock: Arc<dyn Clock>,
   max_read_bytes: u64,
   audit: AuditLog,
@@ -104,9 +120,23 @@ impl Kernel {
       .map_err(|e| format!("cannot open workspace {}: {e}", config.workspace.display()))?;
     let audit_path = config.state_dir.join("audit.jsonl");
     let audit_file = AuditFile::open(&audit_path).map_err(|e| format!("cannot open {}: {e}", audit_path.display()))?;
+    let db = Arc::new(Db::open(&config.state_dir).map_err(|e| e.to_string())?);
+    let mut policy = config.policy;
+    // "Allow always" answers given before, in any run on this state directory.
+    for (capability, request) in db.human_rules().map_err(|e| e.to_string())? {
+      let capability = capability.parse().map_err(|e| format!("a stored human rule is invalid: {e}"))?;
+      policy.push(Rule::new(Effect::Allow, capability, RuleSource::Human { request }));
+    }
+    let channel: Arc<dyn HumanChannel> = match config.human {
+      HumanMode::Tty => Arc::new(Terminal { db: db.clone(), user: human_name(), clock: config.clock.clone() }),
+      HumanMode::Queue | HumanMode::Deny => Arc::new(QueueNotice),
+    };
     Ok(Kernel(Arc::new(Inner {
       workspace,
-      policy: config.policy,
+      policy: RwLock::new(policy),
+      db,
+      human: config.human,
+      channel,
       clock: config.clock,
       max_read_bytes: config.max_read_bytes,
       audit: AuditLog::open(audit_file),
@@ -195,19 +225,22 @@ impl Kernel {
     }
   }
 
-  /// Records how a process ended, unless it already exited (through `exit`, or a
-  /// kernel-enforced limit), and returns the final status.
+  /// Records how a process ended, unless it already exited (through `exit`, a cancel,
+  /// or a kernel-enforced limit), and returns the final status.
   pub fn finish(&self, pid: &str, status: ExitStatus) -> Option<ExitStatus> {
-    let (changed, final_status) = {
+    self.end_process(pid, status)
+  }
+
+  /// The one way a process ends: the first end wins; it is recorded in the audit log
+  /// *before* anyone waiting on it is woken (so `alos run` never exits ahead of the
+  /// record), and its isolate, if still running, is stopped.
+  pub(crate) fn end_process(&self, pid: &str, status: ExitStatus) -> Option<ExitStatus> {
+    let (changed, final_status, stop) = {
       let mut processes = lock(&self.0.processes);
       let process = processes.get_mut(pid)?;
       let changed = process.end(status);
-      process.stop = None;
-      (changed, process.exit.clone()?)
+      (changed, process.exit.clone()?, process.stop.take())
     };
-    // Waiters (`proc.wait`, `wait_exit`) look again.
-    self.0.changes.notify_waiters();
-    self.0.resumed.notify_all();
     if changed {
       let outcome = serde_json::to_value(&final_status).unwrap_or(Value::Null);
       let label = outcome.get("status").and_then(Value::as_str).unwrap_or("exited").to_string();
@@ -216,6 +249,11 @@ impl Kernel {
         tracing::error!("cannot write the audit log: {e}");
       }
     }
+    self.0.changes.notify_waiters();
+    self.0.resumed.notify_all();
+    if let Some(stop) = stop {
+      stop();
+    }
     Some(final_status)
   }
 
@@ -223,6 +261,11 @@ impl Kernel {
     lock(&self.0.processes).get(pid).and_then(|p| p.exit.clone())
   }
 
+}
+
+/// Who is answering, for the record: the login name, or the uid.
+pub fn human_name() -> String {
+  std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
 }
 
 impl Broker for Kernel {

@@ -169,6 +169,8 @@ pub struct Process {
   state: State,
   pub syscalls: u64,
   pub children_spawned: u32,
+  /// Syscalls of this process now waiting for a human.
+  pub human_waits: u32,
   pub exit: Option<ExitStatus>,
   pub stop: Option<Stop>,
 }
@@ -193,6 +195,7 @@ impl Process {
       state: State::Created,
       syscalls: 0,
       children_spawned: 0,
+      human_waits: 0,
       exit: None,
       stop: None,
     }

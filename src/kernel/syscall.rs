@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::SyscallError;
 use super::fetch::FetchArgs;
+use super::human::AskArgs;
 use super::lifecycle::Signal;
 use super::lifecycle::SpawnArgs;
 
@@ -82,13 +83,15 @@ pub enum Syscall {
   CapsDrop { capability: String },
   #[serde(rename = "net.fetch")]
   NetFetch(FetchArgs),
+  #[serde(rename = "human.ask")]
+  HumanAsk(AskArgs),
 }
 
 /// Every syscall name, for error messages.
 pub const NAMES: &[&str] = &[
   "proc.self", "exit", "now", "random", "fs.readText", "fs.readBytes", "fs.writeText", "fs.writeBytes",
   "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
-  "proc.list", "caps.list", "caps.drop", "net.fetch",
+  "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask",
 ];
 
 impl Syscall {
@@ -144,6 +147,7 @@ impl Syscall {
       Syscall::CapsList => "caps.list",
       Syscall::CapsDrop { .. } => "caps.drop",
       Syscall::NetFetch(_) => "net.fetch",
+      Syscall::HumanAsk(_) => "human.ask",
     }
   }
 }
@@ -199,6 +203,7 @@ mod tests {
       ("caps.list", Value::Null),
       ("caps.drop", json!({"capability": "fs.read"})),
       ("net.fetch", json!({"url": "http://example.com/"})),
+      ("human.ask", json!({"question": "ok?"})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

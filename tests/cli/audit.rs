@@ -85,5 +85,5 @@ fn control_characters_in_records_are_escaped_on_display() {
   sandbox.run("a.ts", r#"await libos.fs.readText("evil\u001b[2J\rname").catch(() => {});"#, &["--allow", "fs.read"]);
   let shown = Run::from(sandbox.alos().arg("audit").output().unwrap());
   assert!(!shown.stdout.contains('\u{1b}'), "{:?}", shown.stdout);
-  shown.stdout_has("evil\\u{1b}[2J\\rname");
+  shown.stdout_has("evil\\u{1b}[2J\\u{d}name");
 }
