@@ -191,6 +191,10 @@ const proc = freeze({
   list: () => callAsync("proc.list"),
 });
 
+const shell = freeze({
+  exec: (program, args, opts) => callAsync("shell.exec", { program, args: args ?? [], ...options(opts) }),
+});
+
 const human = freeze({
   ask: (question, opts) => callAsync("human.ask", { question, ...options(opts) }),
 });
@@ -212,6 +216,7 @@ const libos = freeze({
   caps,
   net,
   human,
+  shell,
   now: () => call("now"),
   random: () => call("random"),
   exit: (result) => {

@@ -110,7 +110,22 @@ impl Kernel {
       }
     };
 
-    let op_digest = digest(call_digest_input(&call).as_bytes());
+    // A shell call is resolved to the exact program (and files) that would run before
+    // it is decided, so an approval binds to exactly that.
+    let prepared = match &call {
+      Syscall::ShellExec(args) => match self.prepare_shell(args, &trace.cwd) {
+        Ok(prepared) => Some(prepared),
+        Err(e) => {
+          audit(access.request.as_ref(), Verdict::None, None, outcome_of(&Err::<Value, _>(e.clone())))?;
+          return Err(e);
+        }
+      },
+      _ => None,
+    };
+    let op_digest = match &prepared {
+      Some(prepared) => prepared.op_digest.clone(),
+      None => digest(call_digest_input(&call).as_bytes()),
+    };
     let decided_by = match &access.request {
       None => None,
       Some(request) => match self.decide(pid, name, request, &op_digest) {
@@ -121,7 +136,11 @@ impl Kernel {
             self.precheck(pid, &call, path)?;
           }
           let request = request.clone();
-          return self.ask_for_approval(trace.clone(), call, request, rule, op_digest);
+          let detail = match &prepared {
+            Some(prepared) => prepared.detail.clone(),
+            None => super::human::describe(&call, &request),
+          };
+          return self.ask_for_approval(trace.clone(), call, request, rule, op_digest, detail);
         }
         Err(denial) => {
           let by = match &denial {
@@ -135,7 +154,7 @@ impl Kernel {
     };
 
     let verdict = if access.request.is_some() { Verdict::Allow } else { Verdict::None };
-    if let Some(waiting) = self.waiting(&trace, &call) {
+    if let Some(waiting) = self.waiting(&trace, &call, prepared) {
       let (kernel, audited, request) = (self.clone(), call.is_audited(), access.request.clone());
       return Ok(Dispatched::Waiting(Box::pin(async move {
         let result = waiting.await;
@@ -182,9 +201,18 @@ impl Kernel {
   }
 
   /// The syscalls that wait, as futures; their capability was checked before.
-  fn waiting(&self, trace: &Trace, call: &Syscall) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
+  fn waiting(
+    &self,
+    trace: &Trace,
+    call: &Syscall,
+    prepared: Option<super::shell::Prepared>,
+  ) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
     let pid = trace.pid.as_str();
     match call {
+      Syscall::ShellExec(args) => {
+        let (kernel, args, prepared) = (self.clone(), args.clone(), prepared?);
+        Some(Box::pin(async move { kernel.exec_shell(args, prepared).await }))
+      }
       Syscall::HumanAsk(ask) => {
         let (kernel, trace, ask) = (self.clone(), trace.clone(), ask.clone());
         Some(Box::pin(async move { kernel.ask_question(trace, ask).await }))
@@ -338,7 +366,7 @@ impl Kernel {
       Syscall::CapsList => Ok(self.caps_list(pid)),
       Syscall::CapsDrop { capability } => self.caps_drop(pid, capability),
       // Dispatched by `waiting()` before it gets here.
-      Syscall::ProcWait { .. } | Syscall::NetFetch(_) | Syscall::HumanAsk(_) => {
+      Syscall::ProcWait { .. } | Syscall::NetFetch(_) | Syscall::HumanAsk(_) | Syscall::ShellExec(_) => {
         Err(SyscallError::InvalidArgument(format!("{} must be awaited", call.name())))
       }
       Syscall::Now => Ok(json!(self.0.clock.now_ms())),
@@ -463,6 +491,10 @@ fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
     Syscall::NetFetch(fetch) => return Ok(Access { request: Some(Request::new(Kind::Net, fetch.target()?)), path: None }),
     Syscall::ProcSpawn(_) => return Ok(Access { request: Some(Request::new(Kind::ProcSpawn, "")), path: None }),
     Syscall::HumanAsk(_) => return Ok(Access { request: Some(Request::new(Kind::HumanAsk, "")), path: None }),
+    Syscall::ShellExec(args) => {
+      super::shell::validate_name(&args.program)?;
+      return Ok(Access { request: Some(Request::new(Kind::Shell, args.program.clone())), path: None });
+    }
     Syscall::ProcSignal { .. } => return Ok(Access { request: Some(Request::new(Kind::ProcSignal, "")), path: None }),
     Syscall::ProcSelf
     | Syscall::Exit { .. }
@@ -608,7 +640,7 @@ impl<'a> FsGuard<'a> {
   }
 }
 
-fn fs_error(syscall: &str, error: FsError) -> SyscallError {
+pub(super) fn fs_error(syscall: &str, error: FsError) -> SyscallError {
   let message = format!("{syscall}: {error}");
   match error {
     FsError::NotFound { .. } => SyscallError::NotFound(message),

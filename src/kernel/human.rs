@@ -61,7 +61,7 @@ pub struct AskArgs {
 
 /// What the human is shown for an operation: the syscall, the resolved resource, and
 /// for writes the size, digest and a short preview of the content.
-fn describe(call: &Syscall, request: &Request) -> String {
+pub(super) fn describe(call: &Syscall, request: &Request) -> String {
   let target = if request.resource.is_empty() { "." } else { &request.resource };
   let content = match call {
     Syscall::WriteText { text, append, .. } => Some((text.as_bytes(), *append, Some(text.as_str()))),
@@ -93,6 +93,7 @@ impl Kernel {
     request: Request,
     rule: Rule,
     op_digest: String,
+    detail: String,
   ) -> Result<super::dispatch::Dispatched, SyscallError> {
     let attempt = format!("{} \"{}\"", call.name(), request.resource);
     if self.0.human == HumanMode::Deny {
@@ -105,7 +106,7 @@ impl Kernel {
       self.audit_call(&trace, Some(&request), Verdict::Deny, Some(format!("rule \"{rule}\"")), outcome_error(&error))?;
       return Err(error);
     }
-    let pending = self.open_request(&trace, RequestKind::Approval, Some(&request), describe(&call, &request), op_digest, None, None, None)?;
+    let pending = self.open_request(&trace, RequestKind::Approval, Some(&request), detail, op_digest, None, None, None)?;
     self.audit_call(
       &trace,
       Some(&request),

@@ -15,6 +15,7 @@ pub mod grant;
 pub mod human;
 pub mod policy;
 pub mod process;
+pub mod shell;
 pub mod syscall;
 
 use std::collections::HashMap;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::error::SyscallError;
 use super::fetch::FetchArgs;
 use super::human::AskArgs;
+use super::shell::ShellArgs;
 use super::lifecycle::Signal;
 use super::lifecycle::SpawnArgs;
 
@@ -85,13 +86,15 @@ pub enum Syscall {
   NetFetch(FetchArgs),
   #[serde(rename = "human.ask")]
   HumanAsk(AskArgs),
+  #[serde(rename = "shell.exec")]
+  ShellExec(ShellArgs),
 }
 
 /// Every syscall name, for error messages.
 pub const NAMES: &[&str] = &[
   "proc.self", "exit", "now", "random", "fs.readText", "fs.readBytes", "fs.writeText", "fs.writeBytes",
   "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
-  "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask",
+  "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask", "shell.exec",
 ];
 
 impl Syscall {
@@ -148,6 +151,7 @@ impl Syscall {
       Syscall::CapsDrop { .. } => "caps.drop",
       Syscall::NetFetch(_) => "net.fetch",
       Syscall::HumanAsk(_) => "human.ask",
+      Syscall::ShellExec(_) => "shell.exec",
     }
   }
 }
@@ -204,6 +208,7 @@ mod tests {
       ("caps.drop", json!({"capability": "fs.read"})),
       ("net.fetch", json!({"url": "http://example.com/"})),
       ("human.ask", json!({"question": "ok?"})),
+      ("shell.exec", json!({"program": "echo", "args": ["hi"]})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

@@ -722,6 +722,16 @@ impl Workspace {
         Ok(entries)
     }
 
+    /// A handle on the directory at `path`, for an operation that runs inside it (a
+    /// shell command's cwd). `guard` gets the opened directory's real path.
+    pub fn directory(&self, path: &WsPath, guard: Guard<'_>) -> Result<Dir, FsError> {
+        const OP: &str = "enter";
+        self.check_lexical(OP, path, false)?;
+        let dir = self.open_dir(path).map_err(|e| self.lookup_failed(OP, path, path, e, false, guard))?;
+        self.confine(OP, path, dir.as_fd(), None, false, Some(guard))?;
+        Ok(dir)
+    }
+
     /// Describes a path without following a final symlink (like `lstat`). `guard` gets
     /// the opened parent's real path plus the final name (the root for the root).
     pub fn stat(&self, path: &WsPath, guard: Guard<'_>) -> Result<Stat, FsError> {

@@ -10,3 +10,4 @@ mod net;
 mod processes;
 mod run;
 mod scripts;
+mod shell;

@@ -1,0 +1,130 @@
+//! `libos.shell.exec` through the real binary, on real child processes.
+
+use super::common::Run;
+use super::common::Sandbox;
+
+fn exec_script(program: &str, args: &[&str], opts: &str) -> String {
+  format!(
+    r#"
+    try {{
+      const r = await libos.shell.exec({program:?}, {args}, {opts});
+      console.log(JSON.stringify(r));
+    }} catch (e) {{ console.log(e.name + ": " + e.message); }}"#,
+    args = serde_json::to_string(args).unwrap()
+  )
+}
+
+fn result(run: &Run) -> serde_json::Value {
+  serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}{}", run.stdout, run.stderr))
+}
+
+#[test]
+fn arguments_are_argv_never_a_shell_string() {
+  let sandbox = Sandbox::new();
+  let run = sandbox.run("a.ts", &exec_script("echo", &["$(id)", ";", "|", "rm -rf /"], "{}"), &["--allow", "shell:echo"]);
+  run.expect_code(0);
+  let out = result(&run);
+  assert_eq!(out["code"], 0);
+  assert_eq!(out["stdout"], "$(id) ; | rm -rf /\n");
+  let audit = sandbox.audit();
+  let record = audit.iter().find(|r| r["syscall"] == "shell.exec").unwrap();
+  assert_eq!(record["capability"], "shell:echo");
+  assert_eq!(record["decision"], "allow");
+}
+
+#[test]
+fn running_a_program_needs_its_capability() {
+  let sandbox = Sandbox::new();
+  let run = sandbox.run("a.ts", &exec_script("echo", &["hi"], "{}"), &["--allow", "shell:cat"]);
+  run.expect_code(0).stdout_has("PermissionDenied").stdout_has("--allow shell:echo");
+}
+
+#[test]
+fn program_names_with_paths_dots_or_spaces_are_refused() {
+  let sandbox = Sandbox::new();
+  for name in ["/bin/sh", "../sh", "..", "ls -la", "sh\n", ""] {
+    let run = sandbox.run("a.ts", &exec_script(name, &[], "{}"), &["--allow", "shell"]);
+    run.expect_code(0);
+    assert!(run.stdout.starts_with("InvalidArgument"), "{name:?}: {}", run.stdout);
+  }
+  let run = sandbox.run("a.ts", &exec_script("no-such-program-alos", &[], "{}"), &["--allow", "shell"]);
+  run.expect_code(0).stdout_has("NotFound");
+}
+
+#[test]
+fn the_environment_is_only_what_is_passed_and_cwd_stays_inside() {
+  let sandbox = Sandbox::new();
+  sandbox.write("sub/.keep", "");
+  let script = r#"
+    const env = await libos.shell.exec("env", [], { env: { GREETING: "hi" } });
+    const pwd = await libos.shell.exec("pwd", [], { cwd: "sub" });
+    let escape = "";
+    try { await libos.shell.exec("pwd", [], { cwd: "../.." }); } catch (e) { escape = e.name; }
+    const slow = await libos.shell.exec("sleep", ["30"], { timeoutMs: 300 });
+    const input = await libos.shell.exec("cat", [], { stdin: "piped in" });
+    libos.exit({ env: env.stdout, pwd: pwd.stdout.trim(), escape, timedOut: slow.timedOut, input: input.stdout });"#;
+  let mut cmd = sandbox.alos();
+  sandbox.write("a.ts", script);
+  let out = cmd
+    .env("ALOS_TEST_SECRET", "s3cret")
+    .args(["run", "a.ts", "--json", "--allow", "shell:env", "--allow", "shell:pwd", "--allow", "shell:sleep", "--allow", "shell:cat"])
+    .output()
+    .unwrap();
+  let run = Run::from(out);
+  run.expect_code(0);
+  let end: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+  let result = &end["result"];
+  let env = result["env"].as_str().unwrap();
+  assert!(env.contains("GREETING=hi"), "{env}");
+  assert!(!env.contains("s3cret") && !env.contains("HOME="), "the host environment leaked: {env}");
+  let real = sandbox.path().canonicalize().unwrap().join("sub");
+  assert_eq!(result["pwd"], real.display().to_string());
+  assert_eq!(result["escape"], "InvalidArgument");
+  assert_eq!(result["timedOut"], true);
+  assert_eq!(result["input"], "piped in");
+}
+
+#[test]
+fn an_approval_does_not_apply_once_the_script_it_runs_has_changed() {
+  use std::time::Duration;
+  use std::time::Instant;
+  let sandbox = Sandbox::new();
+  sandbox.write("a.sh", "echo version one\n");
+  sandbox.write(
+    "agent.ts",
+    r#"
+    try { const r = await libos.shell.exec("sh", ["a.sh"]); console.log("ran: " + r.stdout.trim()); }
+    catch (e) { console.log(e.name + ": " + e.message); }"#,
+  );
+  let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"))
+    .current_dir(sandbox.path())
+    .args(["run", "agent.ts", "--allow", "shell:sh", "--ask", "shell:sh"])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+  let pending = |seen: usize| {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+      let out = sandbox.alos().args(["inbox", "--json"]).output().unwrap();
+      let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+      if let Some(r) = list.into_iter().find(|r| r["id"].as_str().unwrap()[1..].parse::<usize>().unwrap() > seen) {
+        return r;
+      }
+      assert!(Instant::now() < deadline, "no request");
+      std::thread::sleep(Duration::from_millis(50));
+    }
+  };
+  let first = pending(0);
+  assert!(first["detail"].as_str().unwrap().contains("a.sh sha256:"), "{first}");
+  // The script changes after the human saw it, before the approval lands.
+  sandbox.write("a.sh", "echo version two; touch pwned\n");
+  Run::from(sandbox.alos().args(["approve", first["id"].as_str().unwrap()]).output().unwrap()).expect_code(0);
+  let second = pending(1);
+  assert_ne!(second["op_digest"], first["op_digest"]);
+  Run::from(sandbox.alos().args(["deny", second["id"].as_str().unwrap(), "--reason", "changed"]).output().unwrap()).expect_code(0);
+  let out = child.wait_with_output().unwrap();
+  let stdout = String::from_utf8_lossy(&out.stdout);
+  assert!(stdout.contains("PermissionDenied") && stdout.contains("changed"), "{stdout}");
+  assert!(!sandbox.exists("pwned"), "the changed script ran");
+}
