@@ -195,6 +195,11 @@ const shell = freeze({
   exec: (program, args, opts) => callAsync("shell.exec", { program, args: args ?? [], ...options(opts) }),
 });
 
+const events = freeze({
+  emit: (topic, payload) => callAsync("events.emit", { topic, payload: payload === undefined ? null : payload }),
+  next: (topic, opts) => callAsync("events.next", { topic, ...options(opts) }),
+});
+
 const human = freeze({
   ask: (question, opts) => callAsync("human.ask", { question, ...options(opts) }),
 });
@@ -217,6 +222,8 @@ const libos = freeze({
   net,
   human,
   shell,
+  events,
+  sleep: (ms) => callAsync("sleep", { ms }),
   now: () => call("now"),
   random: () => call("random"),
   exit: (result) => {

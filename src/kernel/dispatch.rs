@@ -209,6 +209,14 @@ impl Kernel {
   ) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
     let pid = trace.pid.as_str();
     match call {
+      Syscall::Sleep { ms } => {
+        let (kernel, me, ms) = (self.clone(), pid.to_string(), *ms);
+        Some(Box::pin(async move { kernel.sleep(&me, ms).await }))
+      }
+      Syscall::Next(args) => {
+        let (kernel, me, args) = (self.clone(), pid.to_string(), args.clone());
+        Some(Box::pin(async move { kernel.next_event(&me, args).await }))
+      }
       Syscall::ShellExec(args) => {
         let (kernel, args, prepared) = (self.clone(), args.clone(), prepared?);
         Some(Box::pin(async move { kernel.exec_shell(args, prepared).await }))
@@ -366,7 +374,13 @@ impl Kernel {
       Syscall::CapsList => Ok(self.caps_list(pid)),
       Syscall::CapsDrop { capability } => self.caps_drop(pid, capability),
       // Dispatched by `waiting()` before it gets here.
-      Syscall::ProcWait { .. } | Syscall::NetFetch(_) | Syscall::HumanAsk(_) | Syscall::ShellExec(_) => {
+      Syscall::Emit(args) => self.emit(pid, args.clone()),
+      Syscall::ProcWait { .. }
+      | Syscall::NetFetch(_)
+      | Syscall::HumanAsk(_)
+      | Syscall::ShellExec(_)
+      | Syscall::Sleep { .. }
+      | Syscall::Next(_) => {
         Err(SyscallError::InvalidArgument(format!("{} must be awaited", call.name())))
       }
       Syscall::Now => Ok(json!(self.0.clock.now_ms())),
@@ -491,6 +505,14 @@ fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
     Syscall::NetFetch(fetch) => return Ok(Access { request: Some(Request::new(Kind::Net, fetch.target()?)), path: None }),
     Syscall::ProcSpawn(_) => return Ok(Access { request: Some(Request::new(Kind::ProcSpawn, "")), path: None }),
     Syscall::HumanAsk(_) => return Ok(Access { request: Some(Request::new(Kind::HumanAsk, "")), path: None }),
+    Syscall::Emit(args) => {
+      super::events::validate_topic(&args.topic)?;
+      return Ok(Access { request: Some(Request::new(Kind::EventEmit, args.topic.clone())), path: None });
+    }
+    Syscall::Next(args) => {
+      super::events::validate_topic(&args.topic)?;
+      return Ok(Access { request: Some(Request::new(Kind::EventWait, args.topic.clone())), path: None });
+    }
     Syscall::ShellExec(args) => {
       super::shell::validate_name(&args.program)?;
       return Ok(Access { request: Some(Request::new(Kind::Shell, args.program.clone())), path: None });
@@ -504,7 +526,8 @@ fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
     | Syscall::ProcWait { .. }
     | Syscall::ProcList
     | Syscall::CapsList
-    | Syscall::CapsDrop { .. } => return Ok(Access { request: None, path: None }),
+    | Syscall::CapsDrop { .. }
+    | Syscall::Sleep { .. } => return Ok(Access { request: None, path: None }),
   };
   let path = WsPath::resolve(cwd, raw).map_err(|e| {
     let message = format!("{} \"{raw}\": {e}", call.name());

@@ -10,6 +10,7 @@ pub mod capability;
 mod dispatch;
 pub mod lifecycle;
 pub mod error;
+pub mod events;
 pub mod fetch;
 pub mod grant;
 pub mod human;
@@ -104,6 +105,7 @@ struct Inner {
   /// Wakes syscalls of paused processes (they block on the `processes` lock).
   resumed: Condvar,
   next_grant: AtomicU64,
+  topics: Mutex<events::Topics>,
   launcher: OnceLock<Arc<dyn Launcher>>,
 }
 
@@ -145,6 +147,7 @@ impl Kernel {
       changes: tokio::sync::Notify::new(),
       resumed: Condvar::new(),
       next_grant: AtomicU64::new(1),
+      topics: Mutex::default(),
       launcher: OnceLock::new(),
     })))
   }

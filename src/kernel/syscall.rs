@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::SyscallError;
+use super::events::EmitArgs;
+use super::events::NextArgs;
 use super::fetch::FetchArgs;
 use super::human::AskArgs;
 use super::shell::ShellArgs;
@@ -88,13 +90,20 @@ pub enum Syscall {
   HumanAsk(AskArgs),
   #[serde(rename = "shell.exec")]
   ShellExec(ShellArgs),
+  #[serde(rename = "sleep")]
+  Sleep { ms: u64 },
+  #[serde(rename = "events.emit")]
+  Emit(EmitArgs),
+  #[serde(rename = "events.next")]
+  Next(NextArgs),
 }
 
 /// Every syscall name, for error messages.
 pub const NAMES: &[&str] = &[
   "proc.self", "exit", "now", "random", "fs.readText", "fs.readBytes", "fs.writeText", "fs.writeBytes",
   "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
-  "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask", "shell.exec",
+  "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask", "shell.exec", "sleep",
+  "events.emit", "events.next",
 ];
 
 impl Syscall {
@@ -123,7 +132,13 @@ impl Syscall {
   pub fn is_audited(&self) -> bool {
     !matches!(
       self,
-      Syscall::ProcSelf | Syscall::Now | Syscall::Random | Syscall::Cwd | Syscall::ProcList | Syscall::CapsList
+      Syscall::ProcSelf
+        | Syscall::Now
+        | Syscall::Random
+        | Syscall::Cwd
+        | Syscall::ProcList
+        | Syscall::CapsList
+        | Syscall::Sleep { .. }
     )
   }
 
@@ -152,6 +167,9 @@ impl Syscall {
       Syscall::NetFetch(_) => "net.fetch",
       Syscall::HumanAsk(_) => "human.ask",
       Syscall::ShellExec(_) => "shell.exec",
+      Syscall::Sleep { .. } => "sleep",
+      Syscall::Emit(_) => "events.emit",
+      Syscall::Next(_) => "events.next",
     }
   }
 }
@@ -209,6 +227,9 @@ mod tests {
       ("net.fetch", json!({"url": "http://example.com/"})),
       ("human.ask", json!({"question": "ok?"})),
       ("shell.exec", json!({"program": "echo", "args": ["hi"]})),
+      ("sleep", json!({"ms": 1})),
+      ("events.emit", json!({"topic": "t", "payload": 1})),
+      ("events.next", json!({"topic": "t"})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

@@ -4,6 +4,7 @@
 mod audit;
 mod common;
 mod confinement;
+mod events;
 mod human;
 mod limits;
 mod net;
