@@ -3,6 +3,7 @@
 mod audit;
 mod human;
 mod location;
+mod ps;
 mod run;
 
 use std::process::ExitCode;
@@ -49,6 +50,10 @@ enum Command {
   Approve(human::ApproveArgs),
   /// Deny a waiting request.
   Deny(human::DenyArgs),
+  /// List processes (from any terminal).
+  Ps(ps::PsArgs),
+  /// End a process and its descendants (from any terminal).
+  Kill(ps::KillArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -79,6 +84,8 @@ pub fn main() -> ExitCode {
     Command::Inbox(args) => human::inbox(args),
     Command::Approve(args) => human::approve(args),
     Command::Deny(args) => human::deny(args),
+    Command::Ps(args) => ps::ps(args),
+    Command::Kill(args) => ps::kill(args),
   };
   ExitCode::from(code)
 }

@@ -214,6 +214,7 @@ impl Kernel {
   /// process ended meanwhile.
   async fn await_answer(&self, pid: &str, pending: &HumanRequest) -> Result<HumanRequest, SyscallError> {
     self.set_waiting(pid, true);
+    self.record_state(pid);
     let result = async {
       loop {
         let current = self
@@ -243,6 +244,7 @@ impl Kernel {
     }
     .await;
     self.set_waiting(pid, false);
+    self.record_state(pid);
     result
   }
 

@@ -165,12 +165,14 @@ impl Kernel {
       child.rules = parent.rules.iter().cloned().chain(mode_rules(spec.mode, parent_pid)).collect();
       child.mode = spec.mode;
       child.limits = parent.limits.for_child(parent.syscalls, spec.max_syscalls);
+      child.started_ms = now;
       child.transition(State::Running).expect("a new process can start");
       let script_root = child.script_root.clone();
       processes.get_mut(parent_pid).expect("looked up above").children_spawned += 1;
       processes.insert(pid.clone(), child);
       super::lifecycle::Launch { pid: pid.clone(), entry, script_root }
     };
+    self.record_state(&pid);
     let held = self.grant_names(&pid);
     self
       .record_lifecycle(&pid, "spawn", &json!({ "image": spec.entry, "mode": spec.mode, "grants": held }), "running")
@@ -295,13 +297,83 @@ impl Kernel {
         }
       }
     };
-    for pid in subtree {
-      self.end_process(&pid, ExitStatus::Killed { reason: format!("cancelled by {caller}") });
+    if subtree.is_empty() {
+      // Paused or resumed: show it, and wake paused syscalls so they see the change.
+      self.record_state(target);
+      self.0.resumed.notify_all();
+      self.0.changes.notify_waiters();
+    } else {
+      self.cancel_subtree(target, &format!("cancelled by {caller}"));
     }
-    // Wake paused syscalls so they see the change.
-    self.0.resumed.notify_all();
-    self.0.changes.notify_waiters();
     Ok(Value::Null)
+  }
+
+  /// Ends `target` and all its descendants.
+  pub(super) fn cancel_subtree(&self, target: &str, reason: &str) {
+    let subtree: Vec<String> = lock(&self.0.processes)
+      .values()
+      .filter(|p| p.lineage.iter().any(|a| a == target))
+      .map(|p| p.pid.clone())
+      .collect();
+    for pid in subtree {
+      self.end_process(&pid, ExitStatus::Killed { reason: reason.to_string() });
+    }
+    self.0.resumed.notify_all();
+  }
+
+  /// Writes the process's current state where other terminals (`alos ps`) see it.
+  pub(super) fn record_state(&self, pid: &str) {
+    let row = {
+      let processes = lock(&self.0.processes);
+      let Some(p) = processes.get(pid) else { return };
+      crate::store::processes::ProcessRow {
+        pid: p.pid.clone(),
+        parent: p.parent.clone(),
+        lineage: p.lineage.clone(),
+        image: p.image.clone(),
+        mode: format!("{:?}", p.mode).to_lowercase(),
+        state: p.state().name(),
+        exit: p.exit.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+        host_pid: std::process::id(),
+        started_ms: p.started_ms,
+        ended_ms: p.exit.as_ref().map(|_| self.0.clock.now_ms()),
+      }
+    };
+    if let Err(e) = self.0.db.upsert_process(&row) {
+      tracing::warn!("cannot record the state of {pid}: {e}");
+    }
+  }
+
+  /// Applies signals other terminals send (`alos kill`) to the processes this kernel
+  /// hosts, from a thread of its own, until none of them is alive.
+  pub(super) fn watch_signals(&self) {
+    let kernel = self.clone();
+    let spawned = std::thread::Builder::new().name("alos-signals".into()).spawn(move || loop {
+      std::thread::sleep(Duration::from_millis(150));
+      let (ours, live): (Vec<String>, bool) = {
+        let processes = lock(&kernel.0.processes);
+        (processes.keys().cloned().collect(), processes.values().any(|p| p.is_live()))
+      };
+      match kernel.0.db.pending_signals(&ours) {
+        Ok(signals) => {
+          for signal in signals {
+            let now = kernel.0.clock.now_ms();
+            if kernel.0.db.signal_handled(signal.id, now).unwrap_or(false) {
+              let reason = format!("killed by {} (alos kill)", signal.sent_by);
+              let _ = kernel.record_lifecycle(&signal.pid, "human.kill", &json!({ "by": signal.sent_by }), &reason);
+              kernel.cancel_subtree(&signal.pid, &reason);
+            }
+          }
+        }
+        Err(e) => tracing::warn!("cannot read signals: {e}"),
+      }
+      if !live {
+        return;
+      }
+    });
+    if let Err(e) = spawned {
+      tracing::warn!("cannot watch for signals from other terminals: {e}");
+    }
   }
 
   pub(super) fn list(&self, caller: &str) -> Value {

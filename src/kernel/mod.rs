@@ -183,6 +183,7 @@ impl Kernel {
       self.finish(&pid, ExitStatus::Error { class: None, error: format!("could not start: {why}") });
       return Err(why);
     }
+    self.watch_signals();
     Ok(pid)
   }
 
@@ -208,8 +209,10 @@ impl Kernel {
     process.entry = spec.entry;
     process.grants = grants;
     process.limits = spec.limits;
+    process.started_ms = self.0.clock.now_ms();
     process.transition(State::Running).expect("a new process can start");
     lock(&self.0.processes).insert(pid.clone(), process);
+    self.record_state(&pid);
     self
       .record_lifecycle(&pid, "spawn", &serde_json::json!({ "image": spec.image, "grants": held }), "running")
       .map_err(|e| format!("cannot write the audit log: {e}"))?;
@@ -252,6 +255,7 @@ impl Kernel {
       if let Err(e) = self.record_lifecycle(pid, "exit", &outcome, &label) {
         tracing::error!("cannot write the audit log: {e}");
       }
+      self.record_state(pid);
     }
     self.0.changes.notify_waiters();
     self.0.resumed.notify_all();

@@ -171,6 +171,7 @@ pub struct Process {
   pub children_spawned: u32,
   /// Syscalls of this process now waiting for a human.
   pub human_waits: u32,
+  pub started_ms: u64,
   pub exit: Option<ExitStatus>,
   pub stop: Option<Stop>,
 }
@@ -196,6 +197,7 @@ impl Process {
       syscalls: 0,
       children_spawned: 0,
       human_waits: 0,
+      started_ms: 0,
       exit: None,
       stop: None,
     }

@@ -44,6 +44,27 @@ const MIGRATIONS: &[&str] = &[
      request    INTEGER NOT NULL REFERENCES human_requests (id),
      created_ms INTEGER NOT NULL
    );",
+  // 2: the process table, for `alos ps` and `alos kill` from any terminal.
+  "CREATE TABLE processes (
+     pid        TEXT PRIMARY KEY,
+     parent     TEXT,
+     lineage    TEXT NOT NULL,
+     image      TEXT NOT NULL,
+     mode       TEXT NOT NULL,
+     state      TEXT NOT NULL,
+     exit       TEXT,
+     host_pid   INTEGER NOT NULL,
+     started_ms INTEGER NOT NULL,
+     ended_ms   INTEGER
+   );
+   CREATE TABLE signals (
+     id         INTEGER PRIMARY KEY AUTOINCREMENT,
+     pid        TEXT NOT NULL,
+     signal     TEXT NOT NULL CHECK (signal IN ('cancel')),
+     sent_by    TEXT NOT NULL,
+     created_ms INTEGER NOT NULL,
+     handled_ms INTEGER
+   );",
 ];
 
 #[derive(Debug, thiserror::Error)]

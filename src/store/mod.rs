@@ -3,6 +3,7 @@
 pub mod audit_file;
 pub mod db;
 pub mod human;
+pub mod processes;
 
 pub use db::Db;
 pub use db::StoreError;

@@ -9,6 +9,7 @@ mod human;
 mod limits;
 mod net;
 mod processes;
+mod ps;
 mod run;
 mod scripts;
 mod shell;

@@ -1,0 +1,65 @@
+//! `alos ps` and `alos kill` from another terminal while `alos run` works.
+
+use std::time::Duration;
+use std::time::Instant;
+
+use super::common::Run;
+use super::common::Sandbox;
+
+fn ps(sandbox: &Sandbox, extra: &[&str]) -> Vec<serde_json::Value> {
+  let mut args = vec!["ps", "--json"];
+  args.extend_from_slice(extra);
+  let out = sandbox.alos().args(args).output().unwrap();
+  serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+#[test]
+fn ps_shows_the_tree_and_kill_ends_a_subtree_from_another_terminal() {
+  let sandbox = Sandbox::new();
+  sandbox.write("loop.ts", "while (true) await libos.sleep(20);");
+  sandbox.write(
+    "agent.ts",
+    r#"
+    const worker = await libos.proc.spawn({ entry: "loop.ts", mode: "worker" });
+    const done = await libos.proc.wait(worker);
+    console.log("worker ended: " + done.exit.status + " " + done.exit.reason);
+    while (true) await libos.sleep(20);"#,
+  );
+  let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"))
+    .current_dir(sandbox.path())
+    .args(["run", "agent.ts", "--allow", "proc.spawn"])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+  let deadline = Instant::now() + Duration::from_secs(60);
+  let rows = loop {
+    let rows = ps(&sandbox, &[]);
+    if rows.len() == 2 {
+      break rows;
+    }
+    assert!(Instant::now() < deadline, "processes never showed up: {rows:?}");
+    std::thread::sleep(Duration::from_millis(50));
+  };
+  let root = rows.iter().find(|r| r["parent"].is_null()).unwrap();
+  let worker = rows.iter().find(|r| !r["parent"].is_null()).unwrap();
+  assert_eq!(worker["parent"], root["pid"]);
+  assert_eq!(worker["mode"], "worker");
+  let tree = Run::from(sandbox.alos().args(["ps", "--tree"]).output().unwrap());
+  tree.expect_code(0).stdout_has(&format!("  {}", worker["pid"].as_str().unwrap()));
+
+  Run::from(sandbox.alos().args(["kill", worker["pid"].as_str().unwrap()]).output().unwrap()).expect_code(0).stdout_has("killed");
+  Run::from(sandbox.alos().args(["kill", root["pid"].as_str().unwrap()]).output().unwrap()).expect_code(0);
+  let status = child.wait().unwrap();
+  assert_eq!(status.code(), Some(1));
+  let mut stdout = String::new();
+  std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+  assert!(stdout.contains("worker ended: killed killed by"), "{stdout}");
+  assert!(ps(&sandbox, &[]).is_empty(), "nothing is left running");
+  let all = ps(&sandbox, &["--all"]);
+  assert!(all.iter().all(|r| r["state"] == "exited"), "{all:?}");
+  Run::from(sandbox.alos().args(["kill", root["pid"].as_str().unwrap()]).output().unwrap()).expect_code(1).stderr_has("already exited");
+  Run::from(sandbox.alos().args(["kill", "p-none"]).output().unwrap()).expect_code(2);
+  let audit = sandbox.audit();
+  assert!(audit.iter().any(|r| r["syscall"] == "human.kill"), "the kill is audited");
+}
