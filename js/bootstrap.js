@@ -211,6 +211,7 @@ const net = freeze({
 const caps = freeze({
   list: () => call("caps.list"),
   drop: (capability) => callAsync("caps.drop", { capability }),
+  request: (capability, reason) => callAsync("caps.request", { capability, reason: reason ?? "" }),
 });
 
 const libos = freeze({

@@ -209,6 +209,10 @@ impl Kernel {
   ) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
     let pid = trace.pid.as_str();
     match call {
+      Syscall::CapsRequest(args) => {
+        let (kernel, trace, args) = (self.clone(), trace.clone(), args.clone());
+        Some(Box::pin(async move { kernel.request_capability(trace, args).await }))
+      }
       Syscall::Sleep { ms } => {
         let (kernel, me, ms) = (self.clone(), pid.to_string(), *ms);
         Some(Box::pin(async move { kernel.sleep(&me, ms).await }))
@@ -380,6 +384,7 @@ impl Kernel {
       | Syscall::HumanAsk(_)
       | Syscall::ShellExec(_)
       | Syscall::Sleep { .. }
+      | Syscall::CapsRequest(_)
       | Syscall::Next(_) => {
         Err(SyscallError::InvalidArgument(format!("{} must be awaited", call.name())))
       }
@@ -527,6 +532,7 @@ fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
     | Syscall::ProcList
     | Syscall::CapsList
     | Syscall::CapsDrop { .. }
+    | Syscall::CapsRequest(_)
     | Syscall::Sleep { .. } => return Ok(Access { request: None, path: None }),
   };
   let path = WsPath::resolve(cwd, raw).map_err(|e| {

@@ -352,3 +352,60 @@ pub fn answer(
     .map_err(|e| format!("the answer was recorded, but the audit log could not be written: {e}"))?;
   Ok(answered)
 }
+
+/// Arguments of `caps.request`.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CapsRequestArgs {
+  pub capability: String,
+  #[serde(default)]
+  pub reason: String,
+}
+
+impl Kernel {
+  /// `libos.caps.request`: asks a human for a capability. Approved "once" it is a
+  /// one-use grant, "process" a grant for the process, "always" a rule.
+  pub(super) async fn request_capability(&self, trace: Trace, args: CapsRequestArgs) -> Result<Value, SyscallError> {
+    let capability: super::capability::Capability =
+      args.capability.parse().map_err(|e| SyscallError::InvalidArgument(format!("caps.request: {e}")))?;
+    if self.0.human == HumanMode::Deny {
+      return Err(SyscallError::PermissionDenied {
+        syscall: "caps.request".into(),
+        capability: capability.to_string(),
+        reason: "humans are not asked (--human deny)".into(),
+        message: format!("caps.request {capability}: this run has --human deny"),
+      });
+    }
+    let detail = format!("{} requests capability {capability}: {}", trace.pid, args.reason);
+    let op_digest = super::audit::digest(format!("caps.request {capability}").as_bytes());
+    let pending = self.open_request(&trace, RequestKind::Approval, None, detail, op_digest, None, None, None)?;
+    let answered = self.await_answer(&trace.pid, &pending).await?;
+    if answered.status != "approved" {
+      return Err(SyscallError::PermissionDenied {
+        syscall: "caps.request".into(),
+        capability: capability.to_string(),
+        reason: format!("{} by a human (request {})", answered.status, answered.id),
+        message: format!(
+          "caps.request {capability} was {} (request {}){}",
+          answered.status,
+          answered.id,
+          answered.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        ),
+      });
+    }
+    let source = GrantSource::Human { request: answered.id.clone() };
+    match answered.scope.as_deref() {
+      Some("always") => {
+        let rule = Rule::new(Effect::Allow, capability.clone(), RuleSource::Human { request: answered.id.clone() });
+        self.0.policy.write().unwrap_or_else(|e| e.into_inner()).push(rule);
+      }
+      scope => {
+        let grant = Grant { uses_left: (scope != Some("process")).then_some(1), ..self.new_grant(capability.clone(), source) };
+        if let Some(process) = lock(&self.0.processes).get_mut(&trace.pid) {
+          process.grants.push(grant);
+        }
+      }
+    }
+    Ok(serde_json::json!({ "capability": capability.to_string(), "scope": answered.scope, "request": answered.id }))
+  }
+}

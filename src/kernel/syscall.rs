@@ -11,6 +11,7 @@ use super::events::EmitArgs;
 use super::events::NextArgs;
 use super::fetch::FetchArgs;
 use super::human::AskArgs;
+use super::human::CapsRequestArgs;
 use super::shell::ShellArgs;
 use super::lifecycle::Signal;
 use super::lifecycle::SpawnArgs;
@@ -84,6 +85,8 @@ pub enum Syscall {
   CapsList,
   #[serde(rename = "caps.drop")]
   CapsDrop { capability: String },
+  #[serde(rename = "caps.request")]
+  CapsRequest(CapsRequestArgs),
   #[serde(rename = "net.fetch")]
   NetFetch(FetchArgs),
   #[serde(rename = "human.ask")]
@@ -103,7 +106,7 @@ pub const NAMES: &[&str] = &[
   "proc.self", "exit", "now", "random", "fs.readText", "fs.readBytes", "fs.writeText", "fs.writeBytes",
   "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
   "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask", "shell.exec", "sleep",
-  "events.emit", "events.next",
+  "events.emit", "events.next", "caps.request",
 ];
 
 impl Syscall {
@@ -170,6 +173,7 @@ impl Syscall {
       Syscall::Sleep { .. } => "sleep",
       Syscall::Emit(_) => "events.emit",
       Syscall::Next(_) => "events.next",
+      Syscall::CapsRequest(_) => "caps.request",
     }
   }
 }
@@ -230,6 +234,7 @@ mod tests {
       ("sleep", json!({"ms": 1})),
       ("events.emit", json!({"topic": "t", "payload": 1})),
       ("events.next", json!({"topic": "t"})),
+      ("caps.request", json!({"capability": "fs.read", "reason": "why"})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

@@ -5,6 +5,7 @@ mod audit;
 mod common;
 mod confinement;
 mod events;
+mod examples;
 mod human;
 mod limits;
 mod net;
