@@ -84,6 +84,10 @@ pub struct RunArgs {
   #[arg(long, value_enum, value_name = "MODE", default_value = "queue")]
   human: HumanMode,
 
+  /// Where shell.exec looks programs up: absolute directories, separated by ':'.
+  #[arg(long = "shell-path", value_name = "DIRS", default_value_t = crate::kernel::shell::SEARCH_PATH.join(":"))]
+  shell_path: String,
+
   /// Print one JSON object describing how the process ended (stdout), instead of text.
   #[arg(long)]
   json: bool,
@@ -130,6 +134,7 @@ pub fn run(args: RunArgs) -> u8 {
     policy,
     clock: Arc::new(SystemClock),
     human: args.human,
+    shell_path: args.shell_path.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect(),
     max_read_bytes: args.max_read_bytes,
   }) {
     Ok(kernel) => kernel,

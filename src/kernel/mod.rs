@@ -71,6 +71,8 @@ pub struct KernelConfig {
   pub clock: Arc<dyn Clock>,
   /// How `ask` decisions reach a human.
   pub human: HumanMode,
+  /// Where `shell.exec` looks programs up (absolute directories).
+  pub shell_path: Vec<PathBuf>,
   /// Largest file `fs.read*` returns.
   pub max_read_bytes: u64,
 }
@@ -96,6 +98,7 @@ struct Inner {
   db: Arc<Db>,
   human: HumanMode,
   channel: Arc<dyn HumanChannel>,
+  shell_path: Vec<PathBuf>,
   clock: Arc<dyn Clock>,
   max_read_bytes: u64,
   audit: AuditLog,
@@ -140,6 +143,7 @@ impl Kernel {
       db,
       human: config.human,
       channel,
+      shell_path: config.shell_path,
       clock: config.clock,
       max_read_bytes: config.max_read_bytes,
       audit: AuditLog::open(audit_file),

@@ -8,7 +8,6 @@
 //! does not apply once `a.sh` has changed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -25,7 +24,8 @@ use crate::provider::shell::ExecOptions;
 use crate::provider::shell::Program;
 use crate::provider::shell::ShellError;
 
-/// Where programs are looked up; the agent's environment never changes it.
+/// Where programs are looked up by default; the agent's environment never changes it
+/// (the operator can, with `alos run --shell-path`).
 pub const SEARCH_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -83,8 +83,7 @@ pub fn validate_name(name: &str) -> Result<(), SyscallError> {
 
 impl Kernel {
   pub(super) fn prepare_shell(&self, args: &ShellArgs, cwd: &WsPath) -> Result<Prepared, SyscallError> {
-    let search: Vec<PathBuf> = SEARCH_PATH.iter().map(PathBuf::from).collect();
-    let program = shell::resolve_program(&args.program, &search).map_err(shell_error)?;
+    let program = shell::resolve_program(&args.program, &self.0.shell_path).map_err(shell_error)?;
     let cwd = match &args.cwd {
       None => cwd.clone(),
       Some(dir) => WsPath::resolve(cwd, dir)
@@ -113,9 +112,14 @@ impl Kernel {
       hasher.update(Sha256::digest(stdin.as_bytes()));
     }
     let argv: Vec<String> = args.args.iter().map(|a| format!("{a:?}")).collect();
+    // Show what actually runs: a link's target, not just its name.
+    let shown = if program.real_path() == program.path() {
+      program.path().display().to_string()
+    } else {
+      format!("{} (-> {})", program.path().display(), program.real_path().display())
+    };
     let detail = format!(
-      "shell.exec {} {} (in \"{cwd}\"; program sha256:{}{})",
-      program.path().display(),
+      "shell.exec {shown} {} (in \"{cwd}\"; program sha256:{}{})",
       argv.join(" "),
       &program.digest_hex()[..16],
       if named.is_empty() { String::new() } else { format!("; files: {}", named.join(", ")) }
@@ -129,7 +133,8 @@ impl Kernel {
     let mut env: Vec<(String, String)> = args.env.into_iter().collect();
     // Scripts expect a PATH; give them the configured one, never the host's.
     if !env.iter().any(|(k, _)| k == "PATH") {
-      env.push(("PATH".into(), SEARCH_PATH.join(":")));
+      let path: Vec<String> = self.0.shell_path.iter().map(|d| d.display().to_string()).collect();
+      env.push(("PATH".into(), path.join(":")));
     }
     let timeout = args.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
     let stdin = args.stdin.map(String::into_bytes);

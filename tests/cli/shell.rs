@@ -128,3 +128,64 @@ fn an_approval_does_not_apply_once_the_script_it_runs_has_changed() {
   assert!(stdout.contains("PermissionDenied") && stdout.contains("changed"), "{stdout}");
   assert!(!sandbox.exists("pwned"), "the changed script ran");
 }
+
+#[test]
+fn a_program_swapped_after_approval_is_not_what_runs() {
+  use std::time::Duration;
+  use std::time::Instant;
+  let sandbox = Sandbox::new();
+  let bin = tempfile::tempdir().unwrap();
+  let write_tool = |name: &str, body: &str| {
+    let path = bin.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&path).unwrap().permissions(), 0o755);
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+  };
+  write_tool("good", "echo good");
+  write_tool("evil", "echo evil; touch \"$PWD/pwned\"");
+  std::os::unix::fs::symlink(bin.path().join("good"), bin.path().join("tool")).unwrap();
+  sandbox.write(
+    "agent.ts",
+    r#"try { const r = await libos.shell.exec("tool", []); console.log("ran: " + r.stdout.trim()); } catch (e) { console.log(e.name + ": " + e.message); }"#,
+  );
+  let shell_path = bin.path().display().to_string();
+  let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"))
+    .current_dir(sandbox.path())
+    .args(["run", "agent.ts", "--allow", "shell:tool", "--ask", "shell:tool", "--shell-path", &shell_path])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+  let deadline = Instant::now() + Duration::from_secs(60);
+  let request = loop {
+    let out = sandbox.alos().args(["inbox", "--json"]).output().unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if let Some(r) = list.into_iter().next() {
+      break r;
+    }
+    assert!(Instant::now() < deadline, "no request");
+    std::thread::sleep(Duration::from_millis(50));
+  };
+  assert!(request["detail"].as_str().unwrap().contains("good"), "the human sees the resolved program: {request}");
+  // The link is re-pointed after the human looked, before the approval lands.
+  std::fs::remove_file(bin.path().join("tool")).unwrap();
+  std::os::unix::fs::symlink(bin.path().join("evil"), bin.path().join("tool")).unwrap();
+  Run::from(sandbox.alos().args(["approve", request["id"].as_str().unwrap()]).output().unwrap()).expect_code(0);
+  // The approval named the old program; the new one is a new question, denied here.
+  let deadline = Instant::now() + Duration::from_secs(60);
+  loop {
+    let out = sandbox.alos().args(["inbox", "--json"]).output().unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if let Some(r) = list.into_iter().next() {
+      assert!(r["detail"].as_str().unwrap().contains("evil"), "{r}");
+      Run::from(sandbox.alos().args(["deny", r["id"].as_str().unwrap()]).output().unwrap()).expect_code(0);
+      break;
+    }
+    assert!(Instant::now() < deadline, "no second request");
+    std::thread::sleep(Duration::from_millis(50));
+  }
+  let out = child.wait_with_output().unwrap();
+  let stdout = String::from_utf8_lossy(&out.stdout);
+  assert!(stdout.contains("PermissionDenied"), "{stdout}");
+  assert!(!stdout.contains("ran: evil") && !sandbox.exists("pwned"), "{stdout}");
+}
