@@ -198,3 +198,28 @@ fn a_process_cannot_answer_requests_itself() {
   );
   run.expect_code(0).stdout_has(r#"{"answer":"no","tries":["PermissionDenied","PermissionDenied","PermissionDenied"],"approve":"undefined"}"#);
 }
+
+/// `--human tty` prompts on the controlling terminal; `script` gives the run a real
+/// pseudo-terminal and types the answer.
+#[test]
+fn the_terminal_prompt_answers_inline() {
+  let sandbox = Sandbox::new();
+  sandbox.write("out/.keep", "");
+  sandbox.write("a.ts", r#"await libos.fs.writeText("out/a.txt", "inline"); console.log("written");"#);
+  let alos = assert_cmd::cargo::cargo_bin("alos");
+  let command = format!("{} run a.ts --allow 'fs.write:out/**' --ask 'fs.write:out/**' --human tty", alos.display());
+  let mut child = Command::new("script")
+    .current_dir(sandbox.path())
+    .args(["-qec", &command, "/dev/null"])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("script(1) from util-linux");
+  // Answer once the prompt is up.
+  next_request(&sandbox, &[]);
+  std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"o\n").unwrap();
+  let run = finish(child);
+  run.expect_code(0).stdout_has("allow [o]nce").stdout_has("written");
+  assert_eq!(sandbox.read("out/a.txt"), "inline");
+}

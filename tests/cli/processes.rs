@@ -243,3 +243,24 @@ fn wait_times_out() {
   );
   assert_eq!(result, "Timeout");
 }
+
+#[test]
+fn a_copy_child_holds_what_its_parent_holds_and_nothing_more() {
+  let sandbox = Sandbox::new();
+  sandbox.write("child.ts", "libos.exit(libos.caps.list().map(c => c.capability + ' from ' + c.source));");
+  let result = run_main(
+    &sandbox,
+    r#"
+    const pid = await libos.proc.spawn({ entry: "child.ts", mode: "copy" });
+    let asked = "";
+    try { await libos.proc.spawn({ entry: "child.ts", mode: "copy", caps: ["fs.read"] }); } catch (e) { asked = e.name; }
+    libos.exit({ caps: (await libos.proc.wait(pid)).exit.result, asked, me: libos.pid });"#,
+    &["--allow", "fs.read:data/**", "--allow", "proc.spawn"],
+  );
+  let me = result["me"].as_str().unwrap();
+  assert_eq!(
+    result["caps"],
+    serde_json::json!([format!("fs.read:data/** from parent \"{me}\""), format!("proc.spawn from parent \"{me}\"")])
+  );
+  assert_eq!(result["asked"], "InvalidArgument");
+}
