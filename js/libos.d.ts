@@ -54,6 +54,89 @@ declare namespace libos {
     function chdir(path: string): Promise<void>;
   }
 
+  /** Child processes: each runs in its own isolate, with at most what its parent holds. */
+  namespace proc {
+    interface Info {
+      pid: string;
+      parent: string | null;
+      image: string;
+      state: string;
+      mode: "restricted" | "worker" | "speculative" | "copy";
+      exit?: { status: "ok" | "error" | "limit_exceeded" | "killed"; result?: unknown; error?: string; reason?: string };
+    }
+    /** Needs `proc.spawn`. Each of `caps` must be included in a grant this process holds. */
+    function spawn(options: {
+      entry: string;
+      args?: string[];
+      caps?: string[];
+      mode?: "restricted" | "worker" | "speculative" | "copy";
+      cwd?: string;
+      maxSyscalls?: number;
+    }): Promise<string>;
+    /** Waits for a descendant to exit. */
+    function wait(pid: string, options?: { timeoutMs?: number }): Promise<Info>;
+    /** Needs `proc.signal`. Descendants only; `cancel` ends the whole subtree. */
+    function signal(pid: string, signal: "pause" | "resume" | "cancel"): Promise<void>;
+    /** This process and its descendants. */
+    function list(): Promise<Info[]>;
+  }
+
+  namespace caps {
+    interface Grant {
+      id: string;
+      capability: string;
+      source: string;
+      usesLeft: number | null;
+      expiresAtMs: number | null;
+    }
+    function list(): Grant[];
+    /** Drops this process's grants of exactly `capability`, and what descendants derived from them. */
+    function drop(capability: string): Promise<{ dropped: number; revoked: number }>;
+    /** Asks a human for a capability; resolves once approved (rejects when denied). */
+    function request(capability: string, reason: string): Promise<{ capability: string; scope: string; request: string }>;
+  }
+
+  namespace shell {
+    interface Output {
+      code: number | null;
+      signal: number | null;
+      stdout: string;
+      stderr: string;
+      stdoutTruncated: boolean;
+      stderrTruncated: boolean;
+      timedOut: boolean;
+      durationMs: number;
+    }
+    /** Needs `shell:PROGRAM`. argv only, never a shell string; env is only what is passed. */
+    function exec(
+      program: string,
+      args?: string[],
+      options?: { cwd?: string; stdin?: string; env?: Record<string, string>; timeoutMs?: number },
+    ): Promise<Output>;
+  }
+
+  namespace net {
+    /** Needs `net:HOST:PORT` (and `net:IP:PORT` when HOST is internal). */
+    function fetch(
+      url: string,
+      options?: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number },
+    ): Promise<{ status: number; headers: [string, string][]; text: string; truncated: boolean; url: string; redirects: string[] }>;
+  }
+
+  namespace human {
+    /** Needs `human.ask`. Resolves with the answer; at the deadline, with `default` (or Timeout). */
+    function ask(question: string, options?: { choices?: string[]; timeoutMs?: number; default?: string }): Promise<string>;
+  }
+
+  namespace events {
+    /** Needs `event.emit:TOPIC`. */
+    function emit(topic: string, payload?: unknown): Promise<{ seq: number }>;
+    /** Needs `event.wait:TOPIC`. The next event on the topic this process has not taken yet. */
+    function next(topic: string, options?: { timeoutMs?: number }): Promise<{ topic: string; from: string; atMs: number; payload: unknown }>;
+  }
+
+  function sleep(ms: number): Promise<void>;
+
   namespace errors {
     class LibosError extends Error {}
     class PermissionDenied extends LibosError {
