@@ -266,7 +266,7 @@ impl Kernel {
         {
           let processes = lock(&self.0.processes);
           let child = Self::descendant_of(&processes, caller, target, "proc.wait")?;
-          if child.exit.is_some() {
+          if child.exit_recorded {
             return Ok(describe(child));
           }
         }

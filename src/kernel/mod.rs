@@ -197,7 +197,7 @@ impl Kernel {
     loop {
       match processes.get(pid) {
         None => return None,
-        Some(p) if p.exit.is_some() => return p.exit.clone(),
+        Some(p) if p.exit_recorded => return p.exit.clone(),
         Some(_) => processes = self.0.resumed.wait(processes).unwrap_or_else(|e| e.into_inner()),
       }
     }
@@ -260,6 +260,9 @@ impl Kernel {
         tracing::error!("cannot write the audit log: {e}");
       }
       self.record_state(pid);
+      if let Some(process) = lock(&self.0.processes).get_mut(pid) {
+        process.exit_recorded = true;
+      }
     }
     self.0.changes.notify_waiters();
     self.0.resumed.notify_all();

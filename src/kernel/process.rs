@@ -173,6 +173,9 @@ pub struct Process {
   pub human_waits: u32,
   pub started_ms: u64,
   pub exit: Option<ExitStatus>,
+  /// Set once the exit is in the audit log and the process table; waiters wait for it,
+  /// not for `exit`, so nobody acts on an end that is not yet recorded.
+  pub exit_recorded: bool,
   pub stop: Option<Stop>,
 }
 
@@ -199,6 +202,7 @@ impl Process {
       human_waits: 0,
       started_ms: 0,
       exit: None,
+      exit_recorded: false,
       stop: None,
     }
   }

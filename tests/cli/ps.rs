@@ -55,7 +55,8 @@ fn ps_shows_the_tree_and_kill_ends_a_subtree_from_another_terminal() {
   let mut stdout = String::new();
   std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
   assert!(stdout.contains("worker ended: killed killed by"), "{stdout}");
-  assert!(ps(&sandbox, &[]).is_empty(), "nothing is left running");
+  let left = ps(&sandbox, &[]);
+  assert!(left.is_empty(), "nothing is left running: {left:?}");
   let all = ps(&sandbox, &["--all"]);
   assert!(all.iter().all(|r| r["state"] == "exited"), "{all:?}");
   Run::from(sandbox.alos().args(["kill", root["pid"].as_str().unwrap()]).output().unwrap()).expect_code(1).stderr_has("already exited");
