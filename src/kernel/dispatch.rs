@@ -71,8 +71,11 @@ pub(super) enum Judgement {
 /// timer, a human). The future runs on the calling isolate's thread.
 pub(super) enum Dispatched {
   Ready(Result<Value, SyscallError>),
-  Waiting(Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>),
+  Waiting(Pending),
 }
+
+/// A syscall still in progress.
+pub(super) type Pending = Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>;
 
 impl Kernel {
   pub(super) fn dispatch(&self, pid: &str, name: &str, args: Value) -> Dispatched {
@@ -206,7 +209,7 @@ impl Kernel {
     trace: &Trace,
     call: &Syscall,
     prepared: Option<super::shell::Prepared>,
-  ) -> Option<Pin<Box<dyn Future<Output = Result<Value, SyscallError>>>>> {
+  ) -> Option<Pending> {
     let pid = trace.pid.as_str();
     match call {
       Syscall::CapsRequest(args) => {

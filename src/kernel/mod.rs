@@ -122,7 +122,7 @@ impl Kernel {
   pub fn open(config: KernelConfig) -> Result<Kernel, String> {
     std::fs::create_dir_all(&config.state_dir)
       .map_err(|e| format!("cannot create state directory {}: {e}", config.state_dir.display()))?;
-    let workspace = Workspace::open(&config.workspace, &[config.state_dir.clone()])
+    let workspace = Workspace::open(&config.workspace, std::slice::from_ref(&config.state_dir))
       .map_err(|e| format!("cannot open workspace {}: {e}", config.workspace.display()))?;
     let audit_path = config.state_dir.join("audit.jsonl");
     let audit_file = AuditFile::open(&audit_path).map_err(|e| format!("cannot open {}: {e}", audit_path.display()))?;

@@ -96,7 +96,7 @@ fn an_approval_does_not_apply_once_the_script_it_runs_has_changed() {
     try { const r = await libos.shell.exec("sh", ["a.sh"]); console.log("ran: " + r.stdout.trim()); }
     catch (e) { console.log(e.name + ": " + e.message); }"#,
   );
-  let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"))
+  let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"))
     .current_dir(sandbox.path())
     .args(["run", "agent.ts", "--allow", "shell:sh", "--ask", "shell:sh"])
     .stdout(std::process::Stdio::piped())
@@ -138,7 +138,6 @@ fn a_program_swapped_after_approval_is_not_what_runs() {
   let write_tool = |name: &str, body: &str| {
     let path = bin.path().join(name);
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&path).unwrap().permissions(), 0o755);
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
   };
   write_tool("good", "echo good");
