@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::audit::Verdict;
+use super::capability::Capability;
 use super::capability::Request;
 use super::dispatch::Trace;
 use super::error::SyscallError;
@@ -118,7 +119,12 @@ impl Kernel {
     Ok(super::dispatch::Dispatched::Waiting(Box::pin(async move {
       let answered = kernel.await_answer(&trace.pid, &pending).await?;
       match answered.status.as_str() {
-        "approved" => kernel.grant_approval(&trace.pid, &answered, &request)?,
+        "approved" => {
+          let capability = request
+            .suggestion()
+            .ok_or_else(|| SyscallError::InvalidArgument(format!("no capability can allow {}", request.resource)))?;
+          kernel.grant_approval(&trace.pid, &answered, capability, Some(answered.op_digest.clone()));
+        }
         "timed_out" => {
           return Err(SyscallError::Timeout(format!("{attempt}: approval request {} timed out; the default is deny", answered.id)))
         }
@@ -265,12 +271,9 @@ impl Kernel {
     }
   }
 
-  /// Turns an approval into authority: a one-shot grant bound to the operation, a grant
-  /// for the process, or a rule for good.
-  fn grant_approval(&self, pid: &str, answered: &HumanRequest, request: &Request) -> Result<(), SyscallError> {
-    let capability = request
-      .suggestion()
-      .ok_or_else(|| SyscallError::InvalidArgument(format!("no capability can allow {}", request.resource)))?;
+  /// Turns an approval into authority: a one-use grant (bound to the operation's digest
+  /// when there is one), a grant for the process, or a rule for good.
+  fn grant_approval(&self, pid: &str, answered: &HumanRequest, capability: Capability, bound: Option<String>) {
     let source = GrantSource::Human { request: answered.id.clone() };
     match answered.scope.as_deref() {
       Some("always") => {
@@ -281,7 +284,7 @@ impl Kernel {
         let once = scope != Some("process");
         let grant = Grant {
           uses_left: once.then_some(1),
-          bound_digest: once.then(|| answered.op_digest.clone()),
+          bound_digest: bound.filter(|_| once),
           ..self.new_grant(capability, source)
         };
         if let Some(process) = lock(&self.0.processes).get_mut(pid) {
@@ -289,7 +292,6 @@ impl Kernel {
         }
       }
     }
-    Ok(())
   }
 }
 
@@ -366,7 +368,7 @@ impl Kernel {
   /// `libos.caps.request`: asks a human for a capability. Approved "once" it is a
   /// one-use grant, "process" a grant for the process, "always" a rule.
   pub(super) async fn request_capability(&self, trace: Trace, args: CapsRequestArgs) -> Result<Value, SyscallError> {
-    let capability: super::capability::Capability =
+    let capability: Capability =
       args.capability.parse().map_err(|e| SyscallError::InvalidArgument(format!("caps.request: {e}")))?;
     if self.0.human == HumanMode::Deny {
       return Err(SyscallError::PermissionDenied {
@@ -393,19 +395,7 @@ impl Kernel {
         ),
       });
     }
-    let source = GrantSource::Human { request: answered.id.clone() };
-    match answered.scope.as_deref() {
-      Some("always") => {
-        let rule = Rule::new(Effect::Allow, capability.clone(), RuleSource::Human { request: answered.id.clone() });
-        self.0.policy.write().unwrap_or_else(|e| e.into_inner()).push(rule);
-      }
-      scope => {
-        let grant = Grant { uses_left: (scope != Some("process")).then_some(1), ..self.new_grant(capability.clone(), source) };
-        if let Some(process) = lock(&self.0.processes).get_mut(&trace.pid) {
-          process.grants.push(grant);
-        }
-      }
-    }
+    self.grant_approval(&trace.pid, &answered, capability.clone(), None);
     Ok(serde_json::json!({ "capability": capability.to_string(), "scope": answered.scope, "request": answered.id }))
   }
 }
