@@ -68,8 +68,7 @@ fn concurrent_runs_extend_one_chain() {
   sandbox.write("a.ts", "for (let i = 0; i < 20; i++) await libos.fs.stat('.');");
   let children: Vec<_> = (0..4)
     .map(|_| {
-      let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"));
-      cmd.current_dir(sandbox.path()).args(["run", "a.ts", "--allow", "fs.read"]).spawn().unwrap()
+      sandbox.spawn(&["run", "a.ts", "--allow", "fs.read"])
     })
     .collect();
   for mut child in children {

@@ -1,8 +1,14 @@
 //! A throwaway workspace with helpers to write scripts, run `alos` and read the audit log.
 
+use std::io::Read;
 use std::path::Path;
 use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command as StdCommand;
 use std::process::Output;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -52,6 +58,37 @@ impl Sandbox {
     Run::from(output)
   }
 
+  /// Starts `alos ARGS...` in the background, as a second terminal would see it.
+  pub fn spawn(&self, args: &[&str]) -> Child {
+    StdCommand::new(assert_cmd::cargo::cargo_bin("alos"))
+      .current_dir(self.path())
+      .args(args)
+      .stdin(Stdio::null())
+      .stdout(Stdio::piped())
+      .stderr(Stdio::piped())
+      .spawn()
+      .expect("start alos")
+  }
+
+  /// Waits until `alos inbox --json` shows a pending request not in `seen`.
+  pub fn next_request(&self, seen: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+      let out = self.alos().args(["inbox", "--json"]).output().unwrap();
+      let pending: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+      if let Some(request) = pending.into_iter().find(|r| !seen.contains(&r["id"].as_str().unwrap_or_default())) {
+        return request;
+      }
+      assert!(Instant::now() < deadline, "no new request appeared (seen: {seen:?})");
+      std::thread::sleep(Duration::from_millis(50));
+    }
+  }
+
+  /// Runs `alos ARGS...` to completion.
+  pub fn cmd(&self, args: &[&str]) -> Run {
+    Run::from(self.alos().args(args).output().unwrap())
+  }
+
   /// The audit log's records.
   pub fn audit(&self) -> Vec<Value> {
     let text = std::fs::read_to_string(self.path().join(".alos/audit.jsonl")).unwrap_or_default();
@@ -76,6 +113,19 @@ impl From<Output> for Run {
 }
 
 impl Run {
+  /// Waits (at most a minute) for a background `alos` to end.
+  pub fn finish(mut child: Child) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+      assert!(Instant::now() < deadline, "alos did not finish");
+      std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut run = Run { code: child.wait().unwrap().code().unwrap_or(-1), stdout: String::new(), stderr: String::new() };
+    child.stdout.take().unwrap().read_to_string(&mut run.stdout).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut run.stderr).unwrap();
+    run
+  }
+
   /// Asserts the exit code, showing the output when it differs.
   #[track_caller]
   pub fn expect_code(&self, code: i32) -> &Run {

@@ -1,60 +1,17 @@
 //! The human queue across terminals: one `alos run` waits, another `alos` process
 //! answers. Approvals are bound to the exact operation and recorded.
 
-use std::io::Read;
 use std::process::Child;
 use std::process::Command;
 use std::process::Stdio;
-use std::time::Duration;
-use std::time::Instant;
 
 use super::common::Run;
 use super::common::Sandbox;
 
-/// Starts `alos run` in the background, as a second terminal would see it.
+/// Starts `alos run SCRIPT ARGS...` in the background, as a second terminal would see it.
 fn start(sandbox: &Sandbox, script: &str, code: &str, args: &[&str]) -> Child {
   sandbox.write(script, code);
-  Command::new(assert_cmd::cargo::cargo_bin("alos"))
-    .current_dir(sandbox.path())
-    .arg("run")
-    .arg(script)
-    .args(args)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap()
-}
-
-fn finish(mut child: Child) -> Run {
-  let deadline = Instant::now() + Duration::from_secs(60);
-  while child.try_wait().unwrap().is_none() {
-    assert!(Instant::now() < deadline, "alos run did not finish");
-    std::thread::sleep(Duration::from_millis(50));
-  }
-  let mut run = Run { code: child.wait().unwrap().code().unwrap_or(-1), stdout: String::new(), stderr: String::new() };
-  child.stdout.take().unwrap().read_to_string(&mut run.stdout).unwrap();
-  child.stderr.take().unwrap().read_to_string(&mut run.stderr).unwrap();
-  run
-}
-
-/// Waits until `alos inbox --json` shows a pending request other than `seen`.
-fn next_request(sandbox: &Sandbox, seen: &[String]) -> serde_json::Value {
-  let deadline = Instant::now() + Duration::from_secs(60);
-  loop {
-    let out = sandbox.alos().args(["inbox", "--json"]).output().unwrap();
-    if out.status.success() {
-      let pending: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-      if let Some(request) = pending.into_iter().find(|r| !seen.contains(&r["id"].as_str().unwrap().to_string())) {
-        return request;
-      }
-    }
-    assert!(Instant::now() < deadline, "no request appeared");
-    std::thread::sleep(Duration::from_millis(50));
-  }
-}
-
-fn alos(sandbox: &Sandbox, args: &[&str]) -> Run {
-  Run::from(sandbox.alos().args(args).output().unwrap())
+  sandbox.spawn(&[&["run", script], args].concat())
 }
 
 #[test]
@@ -71,19 +28,19 @@ fn approve_once_applies_to_that_operation_only_and_the_next_asks_again() {
     catch (e) { console.log("second: " + e.name + ": " + e.message); }"#,
     &["--allow", "fs.write:out/**", "--ask", "fs.write:out/**"],
   );
-  let first = next_request(&sandbox, &[]);
+  let first = sandbox.next_request(&[]);
   assert_eq!(first["syscall"], "fs.writeText");
   assert_eq!(first["capability"], "fs.write:out/report.txt");
   assert!(first["detail"].as_str().unwrap().contains("\"first draft\""), "{first}");
-  let inbox = alos(&sandbox, &["inbox"]);
+  let inbox = sandbox.cmd(&["inbox"]);
   inbox.expect_code(0).stdout_has(first["id"].as_str().unwrap()).stdout_has("alos approve");
-  alos(&sandbox, &["approve", first["id"].as_str().unwrap()]).expect_code(0).stdout_has("approved");
+  sandbox.cmd(&["approve", first["id"].as_str().unwrap()]).expect_code(0).stdout_has("approved");
 
-  let second = next_request(&sandbox, &[first["id"].as_str().unwrap().to_string()]);
+  let second = sandbox.next_request(&[first["id"].as_str().unwrap()]);
   assert!(second["detail"].as_str().unwrap().contains("\"second draft\""), "{second}");
-  alos(&sandbox, &["deny", second["id"].as_str().unwrap(), "--reason", "not this one"]).expect_code(0);
+  sandbox.cmd(&["deny", second["id"].as_str().unwrap(), "--reason", "not this one"]).expect_code(0);
 
-  let run = finish(child);
+  let run = Run::finish(child);
   run
     .expect_code(0)
     .stdout_has("first write done")
@@ -92,9 +49,9 @@ fn approve_once_applies_to_that_operation_only_and_the_next_asks_again() {
     .stderr_has("alos approve");
   assert_eq!(sandbox.read("out/report.txt"), "first draft");
   // A late or repeated answer changes nothing.
-  alos(&sandbox, &["approve", first["id"].as_str().unwrap()]).expect_code(1).stderr_has("not pending");
-  alos(&sandbox, &["approve", "r999"]).expect_code(1).stderr_has("no request r999");
-  alos(&sandbox, &["audit", "verify"]).expect_code(0);
+  sandbox.cmd(&["approve", first["id"].as_str().unwrap()]).expect_code(1).stderr_has("not pending");
+  sandbox.cmd(&["approve", "r999"]).expect_code(1).stderr_has("no request r999");
+  sandbox.cmd(&["audit", "verify"]).expect_code(0);
   let audit = sandbox.audit();
   let kinds: Vec<(String, String)> = audit
     .iter()
@@ -114,11 +71,11 @@ fn approve_for_the_process_and_always() {
   sandbox.write("out/.keep", "");
   let script = r#"for (const n of [1, 2, 3]) await libos.fs.writeText(`out/${n}.txt`, "x"); console.log("all written");"#;
   let child = start(&sandbox, "agent.ts", script, &["--allow", "fs.write:out/**", "--ask", "fs.write:out/1.txt", "--ask", "fs.write:out/2.txt"]);
-  let first = next_request(&sandbox, &[]);
-  alos(&sandbox, &["approve", first["id"].as_str().unwrap(), "--always"]).expect_code(0);
-  let second = next_request(&sandbox, &[first["id"].as_str().unwrap().into()]);
-  alos(&sandbox, &["approve", second["id"].as_str().unwrap(), "--process"]).expect_code(0);
-  finish(child).expect_code(0).stdout_has("all written");
+  let first = sandbox.next_request(&[]);
+  sandbox.cmd(&["approve", first["id"].as_str().unwrap(), "--always"]).expect_code(0);
+  let second = sandbox.next_request(&[first["id"].as_str().unwrap()]);
+  sandbox.cmd(&["approve", second["id"].as_str().unwrap(), "--process"]).expect_code(0);
+  Run::finish(child).expect_code(0).stdout_has("all written");
   // "Always" outlives the run: the next run writes out/1.txt without asking.
   let run = sandbox.run("again.ts", r#"await libos.fs.writeText("out/1.txt", "y"); console.log("no question");"#, &["--allow", "fs.write:out/**", "--ask", "fs.write:out/1.txt", "--human", "deny"]);
   run.expect_code(0).stdout_has("no question");
@@ -132,7 +89,7 @@ fn human_deny_mode_and_impossible_operations_never_ask() {
   // The parent directory does not exist: fail now, do not bother a human.
   let run = sandbox.run("b.ts", r#"await libos.fs.writeText("missing/x.txt", "x");"#, &["--allow", "fs.write", "--ask", "fs.write"]);
   run.expect_code(1).stderr_has("NotFound");
-  let pending = alos(&sandbox, &["inbox", "--json"]);
+  let pending = sandbox.cmd(&["inbox", "--json"]);
   assert_eq!(pending.stdout.trim(), "[]");
 }
 
@@ -150,13 +107,13 @@ fn questions_take_answers_choices_and_time_out_to_their_default() {
     libos.exit({ color, late, silent });"#,
     &["--allow", "human.ask", "--json"],
   );
-  let question = next_request(&sandbox, &[]);
+  let question = sandbox.next_request(&[]);
   assert_eq!(question["kind"], "question");
   let id = question["id"].as_str().unwrap();
-  alos(&sandbox, &["approve", id]).expect_code(1).stderr_has("--answer");
-  alos(&sandbox, &["approve", id, "--answer", "green"]).expect_code(1).stderr_has("red, blue");
-  alos(&sandbox, &["approve", id, "--answer", "blue"]).expect_code(0);
-  let run = finish(child);
+  sandbox.cmd(&["approve", id]).expect_code(1).stderr_has("--answer");
+  sandbox.cmd(&["approve", id, "--answer", "green"]).expect_code(1).stderr_has("red, blue");
+  sandbox.cmd(&["approve", id, "--answer", "blue"]).expect_code(0);
+  let run = Run::finish(child);
   run.expect_code(0);
   let end: serde_json::Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
   assert_eq!(end["result"], serde_json::json!({ "color": "blue", "late": "nobody", "silent": "Timeout" }));
@@ -171,12 +128,12 @@ fn request_text_is_escaped_for_the_terminal() {
     r#"await libos.human.ask("Approve?\u001b[2J\u001b[1;1H\rALL CLEAR \u202Eevil\u202C", { timeoutMs: 30000 }).catch(() => {});"#,
     &["--allow", "human.ask"],
   );
-  let request = next_request(&sandbox, &[]);
-  let inbox = alos(&sandbox, &["inbox"]);
+  let request = sandbox.next_request(&[]);
+  let inbox = sandbox.cmd(&["inbox"]);
   assert!(!inbox.stdout.contains('\u{1b}') && !inbox.stdout.contains('\r') && !inbox.stdout.contains('\u{202e}'), "{:?}", inbox.stdout);
   inbox.stdout_has("\\u{1b}[2J").stdout_has("\\u{202e}evil");
-  alos(&sandbox, &["deny", request["id"].as_str().unwrap()]).expect_code(0);
-  let run = finish(child);
+  sandbox.cmd(&["deny", request["id"].as_str().unwrap()]).expect_code(0);
+  let run = Run::finish(child);
   assert!(!run.stderr.contains('\u{1b}'), "the waiting notice is escaped too: {:?}", run.stderr);
 }
 
@@ -217,9 +174,9 @@ fn the_terminal_prompt_answers_inline() {
     .spawn()
     .expect("script(1) from util-linux");
   // Answer once the prompt is up.
-  next_request(&sandbox, &[]);
+  sandbox.next_request(&[]);
   std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"o\n").unwrap();
-  let run = finish(child);
+  let run = Run::finish(child);
   run.expect_code(0).stdout_has("allow [o]nce").stdout_has("written");
   assert_eq!(sandbox.read("out/a.txt"), "inline");
 }

@@ -25,13 +25,7 @@ fn ps_shows_the_tree_and_kill_ends_a_subtree_from_another_terminal() {
     console.log("worker ended: " + done.exit.status + " " + done.exit.reason);
     while (true) await libos.sleep(20);"#,
   );
-  let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"))
-    .current_dir(sandbox.path())
-    .args(["run", "agent.ts", "--allow", "proc.spawn"])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+  let mut child = sandbox.spawn(&["run", "agent.ts", "--allow", "proc.spawn"]);
   let deadline = Instant::now() + Duration::from_secs(60);
   let rows = loop {
     let rows = ps(&sandbox, &[]);

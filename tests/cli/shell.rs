@@ -86,8 +86,6 @@ fn the_environment_is_only_what_is_passed_and_cwd_stays_inside() {
 
 #[test]
 fn an_approval_does_not_apply_once_the_script_it_runs_has_changed() {
-  use std::time::Duration;
-  use std::time::Instant;
   let sandbox = Sandbox::new();
   sandbox.write("a.sh", "echo version one\n");
   sandbox.write(
@@ -96,43 +94,22 @@ fn an_approval_does_not_apply_once_the_script_it_runs_has_changed() {
     try { const r = await libos.shell.exec("sh", ["a.sh"]); console.log("ran: " + r.stdout.trim()); }
     catch (e) { console.log(e.name + ": " + e.message); }"#,
   );
-  let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"))
-    .current_dir(sandbox.path())
-    .args(["run", "agent.ts", "--allow", "shell:sh", "--ask", "shell:sh"])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-  let pending = |seen: usize| {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-      let out = sandbox.alos().args(["inbox", "--json"]).output().unwrap();
-      let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-      if let Some(r) = list.into_iter().find(|r| r["id"].as_str().unwrap()[1..].parse::<usize>().unwrap() > seen) {
-        return r;
-      }
-      assert!(Instant::now() < deadline, "no request");
-      std::thread::sleep(Duration::from_millis(50));
-    }
-  };
-  let first = pending(0);
+  let child = sandbox.spawn(&["run", "agent.ts", "--allow", "shell:sh", "--ask", "shell:sh"]);
+  let first = sandbox.next_request(&[]);
   assert!(first["detail"].as_str().unwrap().contains("a.sh sha256:"), "{first}");
   // The script changes after the human saw it, before the approval lands.
   sandbox.write("a.sh", "echo version two; touch pwned\n");
-  Run::from(sandbox.alos().args(["approve", first["id"].as_str().unwrap()]).output().unwrap()).expect_code(0);
-  let second = pending(1);
+  sandbox.cmd(&["approve", first["id"].as_str().unwrap()]).expect_code(0);
+  let second = sandbox.next_request(&[first["id"].as_str().unwrap()]);
   assert_ne!(second["op_digest"], first["op_digest"]);
-  Run::from(sandbox.alos().args(["deny", second["id"].as_str().unwrap(), "--reason", "changed"]).output().unwrap()).expect_code(0);
-  let out = child.wait_with_output().unwrap();
-  let stdout = String::from_utf8_lossy(&out.stdout);
+  sandbox.cmd(&["deny", second["id"].as_str().unwrap(), "--reason", "changed"]).expect_code(0);
+  let stdout = Run::finish(child).stdout;
   assert!(stdout.contains("PermissionDenied") && stdout.contains("changed"), "{stdout}");
   assert!(!sandbox.exists("pwned"), "the changed script ran");
 }
 
 #[test]
 fn a_program_swapped_after_approval_is_not_what_runs() {
-  use std::time::Duration;
-  use std::time::Instant;
   let sandbox = Sandbox::new();
   let bin = tempfile::tempdir().unwrap();
   let write_tool = |name: &str, body: &str| {
@@ -148,43 +125,18 @@ fn a_program_swapped_after_approval_is_not_what_runs() {
     r#"try { const r = await libos.shell.exec("tool", []); console.log("ran: " + r.stdout.trim()); } catch (e) { console.log(e.name + ": " + e.message); }"#,
   );
   let shell_path = bin.path().display().to_string();
-  let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("alos"))
-    .current_dir(sandbox.path())
-    .args(["run", "agent.ts", "--allow", "shell:tool", "--ask", "shell:tool", "--shell-path", &shell_path])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-  let deadline = Instant::now() + Duration::from_secs(60);
-  let request = loop {
-    let out = sandbox.alos().args(["inbox", "--json"]).output().unwrap();
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    if let Some(r) = list.into_iter().next() {
-      break r;
-    }
-    assert!(Instant::now() < deadline, "no request");
-    std::thread::sleep(Duration::from_millis(50));
-  };
+  let child = sandbox.spawn(&["run", "agent.ts", "--allow", "shell:tool", "--ask", "shell:tool", "--shell-path", &shell_path]);
+  let request = sandbox.next_request(&[]);
   assert!(request["detail"].as_str().unwrap().contains("good"), "the human sees the resolved program: {request}");
   // The link is re-pointed after the human looked, before the approval lands.
   std::fs::remove_file(bin.path().join("tool")).unwrap();
   std::os::unix::fs::symlink(bin.path().join("evil"), bin.path().join("tool")).unwrap();
-  Run::from(sandbox.alos().args(["approve", request["id"].as_str().unwrap()]).output().unwrap()).expect_code(0);
+  sandbox.cmd(&["approve", request["id"].as_str().unwrap()]).expect_code(0);
   // The approval named the old program; the new one is a new question, denied here.
-  let deadline = Instant::now() + Duration::from_secs(60);
-  loop {
-    let out = sandbox.alos().args(["inbox", "--json"]).output().unwrap();
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    if let Some(r) = list.into_iter().next() {
-      assert!(r["detail"].as_str().unwrap().contains("evil"), "{r}");
-      Run::from(sandbox.alos().args(["deny", r["id"].as_str().unwrap()]).output().unwrap()).expect_code(0);
-      break;
-    }
-    assert!(Instant::now() < deadline, "no second request");
-    std::thread::sleep(Duration::from_millis(50));
-  }
-  let out = child.wait_with_output().unwrap();
-  let stdout = String::from_utf8_lossy(&out.stdout);
+  let second = sandbox.next_request(&[request["id"].as_str().unwrap()]);
+  assert!(second["detail"].as_str().unwrap().contains("evil"), "{second}");
+  sandbox.cmd(&["deny", second["id"].as_str().unwrap()]).expect_code(0);
+  let stdout = Run::finish(child).stdout;
   assert!(stdout.contains("PermissionDenied"), "{stdout}");
   assert!(!stdout.contains("ran: evil") && !sandbox.exists("pwned"), "{stdout}");
 }
