@@ -9,6 +9,9 @@ use super::exit;
 use super::location::Location;
 use super::usage_error;
 use crate::kernel::human_name;
+use crate::kernel::lifecycle;
+use crate::kernel::lifecycle::host_alive;
+use crate::kernel::lifecycle::Killed;
 use crate::provider::clock::rfc3339;
 use crate::provider::clock::Clock;
 use crate::provider::clock::SystemClock;
@@ -45,11 +48,6 @@ fn open(location: &Location) -> Result<Db, String> {
     return Err(format!("no alos state in {} (pass the --workspace or --state the agent runs with)", dir.display()));
   }
   Db::open(&dir).map_err(|e| e.to_string())
-}
-
-/// Whether the `alos` hosting a process is still running.
-fn host_alive(host_pid: u32) -> bool {
-  rustix::process::Pid::from_raw(host_pid as i32).is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
 
 /// The state to show: a process whose host died without ending it is orphaned.
@@ -102,46 +100,33 @@ pub fn ps(args: PsArgs) -> u8 {
 }
 
 pub fn kill(args: KillArgs) -> u8 {
-  let db = match open(&args.location) {
-    Ok(db) => db,
+  let (dir, db) = match open(&args.location).and_then(|db| Ok((args.location.state_dir()?, db))) {
+    Ok(opened) => opened,
     Err(e) => return usage_error(e),
   };
-  let row = match db.process(&args.pid) {
-    Ok(Some(row)) => row,
-    Ok(None) => return usage_error(format!("there is no process {} in this state directory", args.pid)),
-    Err(e) => return usage_error(e),
-  };
-  if row.state == "exited" {
-    eprintln!("error: {} has already exited", row.pid);
-    return exit::SCRIPT_ERROR;
+  if matches!(db.process(&args.pid), Ok(None)) {
+    return usage_error(format!("there is no process {} in this state directory", args.pid));
   }
-  let by = human_name();
-  if !host_alive(row.host_pid) {
-    // Nobody runs it: record the end directly.
-    let mut ended = row.clone();
-    ended.state = "exited".into();
-    ended.exit = Some(serde_json::json!({ "status": "killed", "reason": format!("killed by {by} (its host was gone)") }));
-    ended.ended_ms = Some(SystemClock.now_ms());
-    return match db.upsert_process(&ended) {
-      Ok(()) => {
-        println!("{} killed (its alos host was gone)", row.pid);
-        exit::OK
-      }
-      Err(e) => usage_error(e),
-    };
-  }
-  let id = match db.send_signal(&row.pid, "cancel", &by, SystemClock.now_ms()) {
-    Ok(id) => id,
-    Err(e) => return usage_error(e),
-  };
-  let deadline = Instant::now() + Duration::from_secs(10);
-  while Instant::now() < deadline {
-    if db.signal_is_handled(id).unwrap_or(false) {
-      println!("{} killed, with its descendants", row.pid);
-      return exit::OK;
+  match lifecycle::kill(&dir, &args.pid, &human_name(), SystemClock.now_ms()) {
+    Ok(Killed::Orphan) => {
+      println!("{} killed (its alos host was gone)", args.pid);
+      exit::OK
     }
-    std::thread::sleep(Duration::from_millis(50));
+    Ok(Killed::Signalled(id)) => {
+      let deadline = Instant::now() + Duration::from_secs(10);
+      while Instant::now() < deadline {
+        if db.signal_is_handled(id).unwrap_or(false) {
+          println!("{} killed, with its descendants", args.pid);
+          return exit::OK;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+      }
+      eprintln!("error: the kill signal for {} was sent, but its host has not applied it yet", args.pid);
+      exit::SCRIPT_ERROR
+    }
+    Err(e) => {
+      eprintln!("error: {e}");
+      exit::SCRIPT_ERROR
+    }
   }
-  eprintln!("error: the kill signal for {} was sent, but its host (pid {}) has not applied it yet", row.pid, row.host_pid);
-  exit::SCRIPT_ERROR
 }

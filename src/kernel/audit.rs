@@ -116,6 +116,14 @@ impl AuditLog {
   }
 }
 
+/// Appends one record to the audit log of `state_dir`, for the acts of a human at a
+/// terminal (answers, kills), which happen outside any running kernel.
+pub fn append_to(state_dir: &std::path::Path, entry: Entry) -> Result<Record, String> {
+  let path = state_dir.join("audit.jsonl");
+  let file = AuditFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+  AuditLog::open(file).append(entry).map_err(|e| format!("cannot write the audit log {}: {e}", path.display()))
+}
+
 /// Where and why a chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {

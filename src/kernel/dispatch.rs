@@ -136,7 +136,7 @@ impl Kernel {
         Ok(Judgement::Ask(rule)) => {
           // An impossible operation fails before a human is asked about it.
           if let Some(path) = &access.path {
-            self.precheck(pid, &call, path)?;
+            self.precheck(&call, path)?;
           }
           let request = request.clone();
           let detail = match &prepared {
@@ -172,7 +172,7 @@ impl Kernel {
       audit(access.request.as_ref(), verdict, decided_by, outcome_of(&result))?;
     }
     if let Syscall::Exit { result: value } = &call {
-      self.end_process(pid, ExitStatus::Ok { result: value.clone() });
+      self.finish(pid, ExitStatus::Ok { result: value.clone() });
       // `exit` does not return: the isolate is being stopped, and this never-settling
       // call keeps its event loop from mistaking the stop for a stalled script.
       return Ok(Dispatched::Waiting(Box::pin(std::future::pending())));
@@ -180,8 +180,22 @@ impl Kernel {
     Ok(Dispatched::Ready(result))
   }
 
+  /// Records a decision or effect of a process's syscall.
   pub(super) fn audit_call(
     &self,
+    trace: &Trace,
+    request: Option<&Request>,
+    decision: Verdict,
+    decided_by: Option<String>,
+    outcome: String,
+  ) -> Result<(), SyscallError> {
+    self.audit_as(Actor::Process, trace, request, decision, decided_by, outcome)
+  }
+
+  /// The one place an audit entry is assembled from the kernel's view of a call.
+  pub(super) fn audit_as(
+    &self,
+    actor: Actor,
     trace: &Trace,
     request: Option<&Request>,
     decision: Verdict,
@@ -192,7 +206,7 @@ impl Kernel {
       time: rfc3339(self.0.clock.now_ms()),
       pid: trace.pid.clone(),
       lineage: trace.lineage.clone(),
-      actor: Actor::Process,
+      actor,
       syscall: trace.syscall.clone(),
       capability: request.and_then(Request::suggestion).map(|c| c.to_string()),
       resource: request.map(|r| r.resource.clone()),
@@ -245,6 +259,20 @@ impl Kernel {
     }
   }
 
+  /// A trace for a record about `pid` that is not one of its syscalls as such (a
+  /// lifecycle event, a connection a fetch makes).
+  pub(super) fn trace_of(&self, pid: &str, syscall: &str, args_digest: String) -> Trace {
+    let processes = lock(&self.0.processes);
+    let process = processes.get(pid);
+    Trace {
+      pid: pid.to_string(),
+      lineage: process.map(|p| p.lineage.clone()).unwrap_or_default(),
+      syscall: syscall.to_string(),
+      args_digest,
+      cwd: process.map(|p| p.cwd.clone()).unwrap_or_else(WsPath::root),
+    }
+  }
+
   /// Counts the syscall against the process's budget; a process over budget is stopped.
   fn account(&self, pid: &str, name: &str, args_digest: &str) -> Result<Who, SyscallError> {
     let mut processes = lock(&self.0.processes);
@@ -267,20 +295,16 @@ impl Kernel {
       let error = SyscallError::LimitExceeded(format!(
         "{name}: process {pid} has used its budget of {max} syscalls; raise it with --max-syscalls"
       ));
-      self.record(Entry {
-        time: rfc3339(self.0.clock.now_ms()),
+      let trace = Trace {
         pid: pid.to_string(),
         lineage: who.lineage.clone(),
-        actor: Actor::System,
         syscall: name.to_string(),
-        capability: None,
-        resource: None,
-        decision: Verdict::Deny,
-        decided_by: Some(format!("limit max_syscalls={max}")),
         args_digest: args_digest.to_string(),
-        outcome: outcome_of(&Err::<Value, _>(error.clone())),
-      })?;
-      self.end_process(pid, ExitStatus::LimitExceeded { limit: format!("max_syscalls={max}") });
+        cwd: who.cwd.clone(),
+      };
+      let by = Some(format!("limit max_syscalls={max}"));
+      self.audit_as(Actor::System, &trace, None, Verdict::Deny, by, outcome_of(&Err::<Value, _>(error.clone())))?;
+      self.finish(pid, ExitStatus::LimitExceeded { limit: format!("max_syscalls={max}") });
       return Err(error);
     }
     Ok(who)
@@ -339,7 +363,7 @@ impl Kernel {
   /// Fails an operation that cannot succeed, before a human is asked to approve it:
   /// reading, removing or entering what does not exist, or writing into a directory
   /// that does not exist.
-  fn precheck(&self, pid: &str, call: &Syscall, path: &WsPath) -> Result<(), SyscallError> {
+  fn precheck(&self, call: &Syscall, path: &WsPath) -> Result<(), SyscallError> {
     let needs_parent = matches!(call, Syscall::WriteText { .. } | Syscall::WriteBytes { .. })
       || matches!(call, Syscall::Mkdir { recursive: false, .. });
     let target = match call {
@@ -352,9 +376,7 @@ impl Kernel {
       | Syscall::Chdir { .. } | Syscall::Remove { .. } => path.clone(),
       _ => return Ok(()),
     };
-    // Looking is allowed here: the definite-denial check has passed. The guard only
-    // keeps the look inside the workspace.
-    let _ = pid;
+    // Looking is allowed here: the definite-denial check has passed.
     let exists = self.0.workspace.stat(&target, &|_| Ok(())).map_err(|e| fs_error(call.name(), e))?;
     if needs_parent && exists.kind != EntryKind::Dir {
       return Err(SyscallError::InvalidArgument(format!("{}: \"{target}\" is not a directory", call.name())));
@@ -472,25 +494,13 @@ impl Kernel {
   }
 
   pub(super) fn record_lifecycle(&self, pid: &str, syscall: &str, detail: &Value, outcome: &str) -> std::io::Result<()> {
-    let lineage = lock(&self.0.processes).get(pid).map(|p| p.lineage.clone()).unwrap_or_default();
+    let trace = self.trace_of(pid, syscall, digest(detail.to_string().as_bytes()));
     self
-      .record(Entry {
-        time: rfc3339(self.0.clock.now_ms()),
-        pid: pid.to_string(),
-        lineage,
-        actor: Actor::System,
-        syscall: syscall.to_string(),
-        capability: None,
-        resource: None,
-        decision: Verdict::None,
-        decided_by: None,
-        args_digest: digest(detail.to_string().as_bytes()),
-        outcome: outcome.to_string(),
-      })
+      .audit_as(Actor::System, &trace, None, Verdict::None, None, outcome.to_string())
       .map_err(|e| std::io::Error::other(e.to_string()))
   }
 
-  pub(super) fn record(&self, entry: Entry) -> Result<(), SyscallError> {
+  fn record(&self, entry: Entry) -> Result<(), SyscallError> {
     self
       .0
       .audit

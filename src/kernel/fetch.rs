@@ -13,15 +13,11 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::Value;
 
-use super::audit::Actor;
-use super::audit::Entry;
 use super::audit::Verdict;
 use super::capability::Kind;
 use super::capability::Request;
 use super::error::SyscallError;
-use super::lock;
 use super::Kernel;
-use crate::provider::clock::rfc3339;
 use crate::provider::net;
 use crate::provider::net::Connect;
 use crate::provider::net::FetchRequest;
@@ -102,7 +98,7 @@ impl Kernel {
     if connect.is_internal() {
       needed.push(Request::new(Kind::Net, connect.addr_resource()));
     }
-    let lineage = lock(&self.0.processes).get(pid).map(|p| p.lineage.clone()).unwrap_or_default();
+    let trace = self.trace_of(pid, "net.connect", super::audit::digest(connect.addr_resource().as_bytes()));
     for request in needed {
       let decision = self
         .decide(pid, "net.connect", &request, &super::audit::digest(connect.addr_resource().as_bytes()))
@@ -125,19 +121,7 @@ impl Kernel {
         Ok(by) => (Verdict::Allow, Some(by.clone()), format!("connecting to {}", connect.addr_resource())),
         Err(denial) => (Verdict::Deny, None, format!("error PermissionDenied: {denial}")),
       };
-      self.record(Entry {
-        time: rfc3339(self.0.clock.now_ms()),
-        pid: pid.to_string(),
-        lineage: lineage.clone(),
-        actor: Actor::Process,
-        syscall: "net.connect".to_string(),
-        capability: request.suggestion().map(|c| c.to_string()),
-        resource: Some(request.resource.clone()),
-        decision: verdict,
-        decided_by,
-        args_digest: super::audit::digest(connect.addr_resource().as_bytes()),
-        outcome,
-      })?;
+      self.audit_call(&trace, Some(&request), verdict, decided_by, outcome)?;
       decision?;
     }
     Ok(())

@@ -332,12 +332,9 @@ pub fn answer(
     Answer::Deny { reason } => (Verdict::Deny, format!("denied {id}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())),
     Answer::Value(_) => (Verdict::None, format!("answered {id}")),
   };
-  let audit_path = state_dir.join("audit.jsonl");
-  let log = super::audit::AuditLog::open(
-    crate::store::audit_file::AuditFile::open(&audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?,
-  );
-  log
-    .append(super::audit::Entry {
+  super::audit::append_to(
+    state_dir,
+    super::audit::Entry {
       time: crate::provider::clock::rfc3339(now_ms),
       pid: answered.pid.clone(),
       lineage: answered.lineage.clone(),
@@ -350,8 +347,9 @@ pub fn answer(
       // The answer's value may be private; the record keeps its digest.
       args_digest: super::audit::digest(format!("{}:{:?}", answered.op_digest, answered.answer).as_bytes()),
       outcome,
-    })
-    .map_err(|e| format!("the answer was recorded, but the audit log could not be written: {e}"))?;
+    },
+  )
+  .map_err(|e| format!("the answer was recorded, but {e}"))?;
   Ok(answered)
 }
 

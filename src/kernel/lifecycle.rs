@@ -316,7 +316,7 @@ impl Kernel {
       .map(|p| p.pid.clone())
       .collect();
     for pid in subtree {
-      self.end_process(&pid, ExitStatus::Killed { reason: reason.to_string() });
+      self.finish(&pid, ExitStatus::Killed { reason: reason.to_string() });
     }
     self.0.resumed.notify_all();
   }
@@ -462,4 +462,55 @@ mod tests {
     assert_eq!(kinds(ForkMode::Worker), [Kind::MemWrite, Kind::ToolRegister]);
     assert_eq!(kinds(ForkMode::Speculative), [Kind::FsWrite, Kind::FsDelete, Kind::Shell, Kind::Net]);
   }
+}
+
+/// Whether the `alos` with this OS process id is still running.
+pub fn host_alive(host_pid: u32) -> bool {
+  rustix::process::Pid::from_raw(host_pid as i32).is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+}
+
+/// What `alos kill` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Killed {
+  /// The hosting `alos` was asked to end it; this signal id says when it has.
+  Signalled(i64),
+  /// Its host was gone, so its end was recorded here.
+  Orphan,
+}
+
+/// `alos kill` from any terminal: asks the `alos` hosting `pid` to end it and its
+/// descendants (see `watch_signals`). If that host is gone, it records the end itself,
+/// with the human's act in the audit log. Reached from the command line only.
+pub fn kill(state_dir: &Path, pid: &str, by: &str, now_ms: u64) -> Result<Killed, String> {
+  let db = crate::store::Db::open(state_dir).map_err(|e| e.to_string())?;
+  let row = db.process(pid).map_err(|e| e.to_string())?.ok_or_else(|| format!("there is no process {pid} in this state directory"))?;
+  if row.state == "exited" {
+    return Err(format!("{pid} has already exited"));
+  }
+  if host_alive(row.host_pid) {
+    return db.send_signal(pid, "cancel", by, now_ms).map(Killed::Signalled).map_err(|e| e.to_string());
+  }
+  let reason = format!("killed by {by} (its alos host was gone)");
+  let mut ended = row.clone();
+  ended.state = "exited".into();
+  ended.exit = Some(json!({ "status": "killed", "reason": reason }));
+  ended.ended_ms = Some(now_ms);
+  db.upsert_process(&ended).map_err(|e| e.to_string())?;
+  super::audit::append_to(
+    state_dir,
+    super::audit::Entry {
+      time: crate::provider::clock::rfc3339(now_ms),
+      pid: pid.to_string(),
+      lineage: row.lineage,
+      actor: super::audit::Actor::Human,
+      syscall: "human.kill".into(),
+      capability: None,
+      resource: None,
+      decision: super::audit::Verdict::None,
+      decided_by: Some(by.to_string()),
+      args_digest: super::audit::digest(pid.as_bytes()),
+      outcome: reason,
+    },
+  )?;
+  Ok(Killed::Orphan)
 }

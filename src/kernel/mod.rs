@@ -236,16 +236,11 @@ impl Kernel {
     }
   }
 
-  /// Records how a process ended, unless it already exited (through `exit`, a cancel,
-  /// or a kernel-enforced limit), and returns the final status.
+  /// The one way a process ends (its isolate finishing, `exit`, a cancel, a kill, an
+  /// exhausted budget): the first end wins; it is recorded in the audit log *before*
+  /// anyone waiting on it is woken (so `alos run` never exits ahead of the record), and
+  /// its isolate, if still running, is stopped. Returns the final status.
   pub fn finish(&self, pid: &str, status: ExitStatus) -> Option<ExitStatus> {
-    self.end_process(pid, status)
-  }
-
-  /// The one way a process ends: the first end wins; it is recorded in the audit log
-  /// *before* anyone waiting on it is woken (so `alos run` never exits ahead of the
-  /// record), and its isolate, if still running, is stopped.
-  pub(crate) fn end_process(&self, pid: &str, status: ExitStatus) -> Option<ExitStatus> {
     let (changed, final_status, stop) = {
       let mut processes = lock(&self.0.processes);
       let process = processes.get_mut(pid)?;
@@ -270,10 +265,6 @@ impl Kernel {
       stop();
     }
     Some(final_status)
-  }
-
-  pub fn exit_status(&self, pid: &str) -> Option<ExitStatus> {
-    lock(&self.0.processes).get(pid).and_then(|p| p.exit.clone())
   }
 
 }

@@ -239,12 +239,8 @@ impl Process {
     let to = match self.state {
       State::Paused { resume_to: Resumable::Running } => State::Running,
       State::Paused { resume_to: Resumable::Waiting(why) } => State::Waiting(why),
-      // Not paused: let `transition` name the illegal move.
-      _ => State::Running,
+      _ => return Err(IllegalTransition { pid: self.pid.clone(), from: self.state.name(), to: "resumed".into() }),
     };
-    if !matches!(self.state, State::Paused { .. }) {
-      return Err(IllegalTransition { pid: self.pid.clone(), from: self.state.name(), to: "resumed".into() });
-    }
     self.transition(to)
   }
 

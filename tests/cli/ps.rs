@@ -58,3 +58,28 @@ fn ps_shows_the_tree_and_kill_ends_a_subtree_from_another_terminal() {
   let audit = sandbox.audit();
   assert!(audit.iter().any(|r| r["syscall"] == "human.kill"), "the kill is audited");
 }
+
+#[test]
+fn a_process_whose_host_died_shows_as_orphaned_and_can_be_killed() {
+  let sandbox = Sandbox::new();
+  sandbox.write("loop.ts", "while (true) await libos.sleep(20);");
+  let mut host = sandbox.spawn(&["run", "loop.ts"]);
+  let deadline = Instant::now() + Duration::from_secs(60);
+  let pid = loop {
+    if let Some(row) = ps(&sandbox, &[]).into_iter().next() {
+      break row["pid"].as_str().unwrap().to_string();
+    }
+    assert!(Instant::now() < deadline, "the process never showed up");
+    std::thread::sleep(Duration::from_millis(50));
+  };
+  host.kill().unwrap(); // SIGKILL: the host dies without recording anything
+  host.wait().unwrap();
+  let rows = ps(&sandbox, &[]);
+  assert_eq!(rows[0]["shown_state"], "orphaned (its alos host is gone)", "{rows:?}");
+  sandbox.cmd(&["kill", &pid]).expect_code(0).stdout_has("its alos host was gone");
+  assert!(ps(&sandbox, &[]).is_empty());
+  let audit = sandbox.audit();
+  let kill = audit.iter().find(|r| r["syscall"] == "human.kill").expect("the kill is audited");
+  assert_eq!(kill["actor"], "human");
+  sandbox.cmd(&["audit", "verify"]).expect_code(0);
+}
