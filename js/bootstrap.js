@@ -214,17 +214,27 @@ const caps = freeze({
   request: (capability, reason) => callAsync("caps.request", { capability, reason: reason ?? "" }),
 });
 
+const mem = freeze({
+  put: (key, value, opts) => callAsync("mem.put", { key, value: value === undefined ? null : value, ...options(opts) }),
+  get: (key, opts) => callAsync("mem.get", { key, ...options(opts) }),
+  list: (prefix, opts) => callAsync("mem.list", { prefix: prefix ?? "", ...options(opts) }),
+  delete: (key, opts) => callAsync("mem.delete", { key, ...options(opts) }),
+});
+
 const libos = freeze({
   pid: self.pid,
   args: freeze(self.args ?? []),
+  goal: self.goal ?? null,
   fs,
   proc,
   caps,
+  mem,
   net,
   human,
   shell,
   events,
   sleep: (ms) => callAsync("sleep", { ms }),
+  checkpoint: (label) => callAsync("checkpoint", { label: label === undefined ? null : label }),
   now: () => call("now"),
   random: () => call("random"),
   exit: (result) => {

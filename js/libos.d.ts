@@ -10,11 +10,17 @@ declare namespace libos {
   const pid: string;
   /** The arguments after `--` on the `alos run` command line. */
   const args: readonly string[];
+  /** What this process was asked to do (`alos spawn IMAGE --goal TEXT`), or null. */
+  const goal: string | null;
 
   /** Milliseconds since the Unix epoch, from the kernel's clock. */
   function now(): number;
   /** A random number in [0, 1), from the kernel. */
   function random(): number;
+  /** Marks a point to return to: the journal up to here, this process's own Object
+   * Memory namespace and its cwd. `alos rollback PID ID` restores them and resumes from
+   * here (side effects after it are listed; they cannot be undone). Returns the id. */
+  function checkpoint(label?: string): Promise<number>;
   /** Ends this process with `result` (JSON), which `alos run` prints. Never returns. */
   function exit(result?: unknown): never;
 
@@ -95,6 +101,46 @@ declare namespace libos {
     /** Asks a human for a capability; resolves once approved (rejects when denied). */
     function request(capability: string, reason: string): Promise<{ capability: string; scope: string; request: string }>;
   }
+
+  /** Object Memory: typed JSON objects in namespaces, versioned for compare-and-set.
+   * A process's own namespace `proc/<pid>` (the default `ns`) needs no capability; any
+   * other needs `mem.read:NS` (get, list) or `mem.write:NS` (put, delete). A namespace is
+   * `/`-separated segments of a-z, 0-9, `.`, `_`, `-` (at most 200 bytes); a key is 1 to 512
+   * bytes without control characters; a value is at most 1 MiB of JSON (else LimitExceeded). */
+  namespace mem {
+    interface MemObject {
+      ns: string;
+      key: string;
+      /** The type name given to `put` ("json" by default). */
+      type: string;
+      value: unknown;
+      /** 1 on creation, +1 on every put. A deleted and re-created key starts at 1 again. */
+      version: number;
+      /** The process (or `human:<name>`) that created it; updates keep it. */
+      creator: string;
+      createdMs: number;
+      updatedMs: number;
+    }
+    /** A listed object: `value` is present only when its JSON is at most 16 KiB (`size`
+     * says how big it is); `get` returns any value. */
+    interface MemEntry extends Omit<MemObject, "value"> {
+      /** Bytes of the value's JSON text. */
+      size: number;
+      value?: unknown;
+    }
+  }
+  /** Object Memory's functions (a `const`, because `delete` cannot name a function). */
+  const mem: {
+    /** `ifVersion`: write only if the current version is this (0: only if it does not
+     * exist); otherwise throws `libos.errors.Conflict` and changes nothing. */
+    put(key: string, value: unknown, options?: { type?: string; ns?: string; ifVersion?: number }): Promise<{ version: number }>;
+    /** The object, or null if there is none. */
+    get(key: string, options?: { ns?: string }): Promise<mem.MemObject | null>;
+    /** Objects whose key starts with `prefix` (exact, case-sensitive), by key; at most 1000. */
+    list(prefix?: string, options?: { ns?: string }): Promise<mem.MemEntry[]>;
+    /** `ifVersion` as for `put`; `deleted` is false if there was no such object. */
+    delete(key: string, options?: { ns?: string; ifVersion?: number }): Promise<{ deleted: boolean }>;
+  };
 
   namespace shell {
     interface Output {

@@ -9,7 +9,6 @@ use super::usage_error;
 use crate::kernel::audit;
 use crate::kernel::audit::Record;
 use crate::provider::human::printable;
-use crate::store::audit_file::AuditFile;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -40,28 +39,29 @@ enum Action {
 }
 
 pub fn run(args: AuditArgs) -> u8 {
-  let path = match args.location.state_dir() {
-    Ok(dir) => dir.join("audit.jsonl"),
+  let state = match args.location.state_dir() {
+    Ok(dir) => dir,
     Err(e) => return usage_error(e),
   };
+  let path = state.join("alos.db");
   if !path.is_file() {
-    return usage_error(format!("no audit log at {} (has anything run with this --state?)", path.display()));
+    return usage_error(format!("no state database at {} (has anything run with this --state?)", path.display()));
   }
-  let lines = match AuditFile::open(&path).and_then(|f| f.lines()) {
+  let lines = match crate::store::Db::open(&state).and_then(|db| db.audit_lines()) {
     Ok(lines) => lines,
     Err(e) => {
-      eprintln!("error: cannot read {}: {e}", path.display());
+      eprintln!("error: cannot read the audit log: {e}");
       return exit::SCRIPT_ERROR;
     }
   };
   match args.action {
     Some(Action::Verify) => match audit::verify(&lines) {
       Ok(summary) => {
-        println!("{}: {} records, chain intact (head {})", path.display(), summary.records, summary.head);
+        println!("{}: {} audit records, chain intact (head {})", path.display(), summary.records, summary.head);
         exit::OK
       }
       Err(broken) => {
-        eprintln!("{}: chain broken at line {}: {}", path.display(), broken.line, broken.reason);
+        eprintln!("{}: audit chain broken at record {}: {}", path.display(), broken.line, broken.reason);
         exit::SCRIPT_ERROR
       }
     },
@@ -74,7 +74,7 @@ fn show(lines: &[String], pid: Option<&str>, json: bool) -> u8 {
     let record: Record = match serde_json::from_str(line) {
       Ok(record) => record,
       Err(e) => {
-        eprintln!("error: line {} is not a valid record ({e}); run `alos audit verify`", index + 1);
+        eprintln!("error: audit record {} is not valid ({e}); run `alos audit verify`", index + 1);
         return exit::SCRIPT_ERROR;
       }
     };

@@ -2,9 +2,13 @@
 
 mod audit;
 mod human;
+mod image;
 mod location;
+mod mem;
 mod ps;
+mod resume;
 mod run;
+mod spawn;
 
 use std::process::ExitCode;
 
@@ -42,6 +46,10 @@ pub struct Cli {
 enum Command {
   /// Run an agent script as a new process.
   Run(run::RunArgs),
+  /// Run a stored agent image as a new process.
+  Spawn(spawn::SpawnArgs),
+  /// Add agent images (manifests) and list them.
+  Image(image::ImageArgs),
   /// Show the audit log, or verify its hash chain.
   Audit(audit::AuditArgs),
   /// List the requests waiting for a human.
@@ -54,6 +62,14 @@ enum Command {
   Ps(ps::PsArgs),
   /// End a process and its descendants (from any terminal).
   Kill(ps::KillArgs),
+  /// Finish a process tree whose alos is gone, replaying its journal.
+  Resume(resume::ResumeArgs),
+  /// Return a process to a checkpoint and resume it from there.
+  Rollback(resume::RollbackArgs),
+  /// Host a state directory: resume unfinished processes, wake hibernated ones.
+  Serve(resume::ServeArgs),
+  /// Object Memory: list, show and write objects (ls|get|put).
+  Mem(mem::MemArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -80,12 +96,18 @@ pub fn main() -> ExitCode {
   init_tracing(cli.verbose);
   let code = match cli.command {
     Command::Run(args) => run::run(args),
+    Command::Spawn(args) => spawn::spawn(args),
+    Command::Image(args) => image::run(args),
     Command::Audit(args) => audit::run(args),
     Command::Inbox(args) => human::inbox(args),
     Command::Approve(args) => human::approve(args),
     Command::Deny(args) => human::deny(args),
     Command::Ps(args) => ps::ps(args),
     Command::Kill(args) => ps::kill(args),
+    Command::Mem(args) => mem::run(args),
+    Command::Resume(args) => resume::resume(args),
+    Command::Serve(args) => resume::serve(args),
+    Command::Rollback(args) => resume::rollback(args),
   };
   ExitCode::from(code)
 }

@@ -44,64 +44,76 @@ pub struct RunArgs {
   /// The agent script (.ts, .mts, .js or .mjs). It may import modules beside it.
   script: PathBuf,
 
+  #[command(flatten)]
+  host: HostFlags,
+}
+
+/// The flags of every command that hosts a root process (`run`, `spawn`): its policy,
+/// where it runs, its limits, how a human is reached, and how the end is reported.
+#[derive(Args, Debug)]
+pub struct HostFlags {
   /// Grant a capability to the process (repeatable).
   #[arg(long = "allow", value_name = "CAP", value_parser = parse_capability)]
-  allow: Vec<Capability>,
+  pub(super) allow: Vec<Capability>,
 
   /// Require a human's approval for operations this capability covers (repeatable).
   #[arg(long = "ask", value_name = "CAP", value_parser = parse_capability)]
-  ask: Vec<Capability>,
+  pub(super) ask: Vec<Capability>,
 
   /// Deny a capability, whatever is granted (repeatable; deny always wins).
   #[arg(long = "deny", value_name = "CAP", value_parser = parse_capability)]
-  deny: Vec<Capability>,
+  pub(super) deny: Vec<Capability>,
 
   /// A policy file (TOML): `allow = [...]`, `ask = [...]`, `deny = [...]`.
   #[arg(long, value_name = "FILE")]
-  policy: Option<PathBuf>,
+  pub(super) policy: Option<PathBuf>,
 
   #[command(flatten)]
-  location: Location,
+  pub(super) location: Location,
 
   /// Wall-clock limit for the whole run, e.g. 30s, 5m, 500ms.
   #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-  timeout: Option<Duration>,
+  pub(super) timeout: Option<Duration>,
 
   /// Heap limit of the script's isolate, in MiB.
   #[arg(long = "heap-mb", value_name = "N", value_parser = clap::value_parser!(u32).range(8..=65536))]
-  heap_mb: Option<u32>,
+  pub(super) heap_mb: Option<u32>,
 
   /// Maximum number of syscalls the process may make.
   #[arg(long = "max-syscalls", value_name = "N")]
-  max_syscalls: Option<u64>,
+  pub(super) max_syscalls: Option<u64>,
 
   /// Largest file the process may read, in bytes.
   #[arg(long = "max-read-bytes", value_name = "N", default_value_t = 64 << 20)]
-  max_read_bytes: u64,
+  pub(super) max_read_bytes: u64,
 
   /// How `ask` decisions reach a human: prompt on this terminal, wait for `alos approve`
   /// from another one, or deny.
   #[arg(long, value_enum, value_name = "MODE", default_value = "queue")]
-  human: HumanMode,
+  pub(super) human: HumanMode,
 
   /// Where shell.exec looks programs up: absolute directories, separated by ':'.
   #[arg(long = "shell-path", value_name = "DIRS", default_value_t = crate::kernel::shell::SEARCH_PATH.join(":"))]
-  shell_path: String,
+  pub(super) shell_path: String,
+
+  /// Isolates that may run at once; further runnable processes queue for a slot.
+  #[arg(long = "max-isolates", value_name = "N", default_value_t = crate::engine::launcher::DEFAULT_MAX_ISOLATES)]
+  pub(super) max_isolates: usize,
 
   /// Print one JSON object describing how the process ended (stdout), instead of text.
   #[arg(long)]
-  json: bool,
+  pub(super) json: bool,
 
   /// Arguments for the script (`libos.args`), after `--`.
   #[arg(last = true, value_name = "ARGS")]
-  args: Vec<String>,
+  pub(super) args: Vec<String>,
 }
 
-fn parse_capability(text: &str) -> Result<Capability, String> {
+pub(super) fn parse_capability(text: &str) -> Result<Capability, String> {
   text.parse::<Capability>().map_err(|e| e.to_string())
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
   humantime::parse_duration(text).map_err(|e| format!("invalid duration \"{text}\": {e} (examples: 30s, 5m, 500ms)"))
 }
 
@@ -111,57 +123,85 @@ pub fn run(args: RunArgs) -> u8 {
     Ok(path) => return usage_error(format!("script {} is not a file", path.display())),
     Err(e) => return usage_error(format!("cannot open script {}: {e}", args.script.display())),
   };
-  let (workspace, state_dir) = match args.location.workspace_dir().and_then(|w| Ok((w, args.location.state_dir()?))) {
+  let flags = args.host;
+  let policy = match flags.policy() {
+    Ok(policy) => policy,
+    Err(e) => return usage_error(e),
+  };
+  host(&flags, policy, |kernel| {
+    kernel.start_root(ProcessSpec {
+      image: args.script.display().to_string(),
+      entry,
+      args: flags.args.clone(),
+      goal: None,
+      grants: flags.allow.iter().map(|cap| (cap.clone(), GrantSource::Cli)).collect(),
+      limits: ProcessLimits { max_syscalls: flags.max_syscalls, ..ProcessLimits::default() },
+    })
+  })
+}
+
+impl HostFlags {
+  /// The policy file's rules, then the `--deny` and `--ask` rules.
+  pub(super) fn policy(&self) -> Result<Policy, String> {
+    let mut policy = match &self.policy {
+      None => Policy::default(),
+      Some(file) => {
+        let text =
+          std::fs::read_to_string(file).map_err(|e| format!("cannot read policy file {}: {e}", file.display()))?;
+        Policy::from_toml(&text, &file.display().to_string()).map_err(|e| e.to_string())?
+      }
+    };
+    let cli_rules = self.deny.iter().map(|c| (Effect::Deny, c)).chain(self.ask.iter().map(|c| (Effect::Ask, c)));
+    policy.extend(cli_rules.map(|(effect, capability)| Rule::new(effect, capability.clone(), RuleSource::Cli)));
+    Ok(policy)
+  }
+}
+
+/// Hosts one root process: opens the kernel on the flags' workspace and state with
+/// `policy`, installs the engine with the flags' limits, lets `start` start the process
+/// (returning its pid), waits for it to end and reports how (the exit code).
+///
+/// `start` is what differs between commands: `run` starts a script, `spawn` an image.
+pub(super) fn host(flags: &HostFlags, policy: Policy, start: impl FnOnce(&Kernel) -> Result<String, String>) -> u8 {
+  with_kernel(flags, policy, |kernel| {
+    let pid = match start(kernel) {
+      Ok(pid) => pid,
+      Err(e) => {
+        eprintln!("error: {e}");
+        return exit::SCRIPT_ERROR;
+      }
+    };
+    tracing::info!(%pid, "started");
+    let status = kernel.wait_exit(&pid).unwrap_or(ExitStatus::Killed { reason: "the process record was lost".to_string() });
+    report(&pid, &status, flags.json)
+  })
+}
+
+/// Opens the kernel on the flags' workspace and state with `policy`, installs the
+/// engine with the flags' limits, and hands it to `body`.
+pub(super) fn with_kernel(flags: &HostFlags, policy: Policy, body: impl FnOnce(&Kernel) -> u8) -> u8 {
+  let (workspace, state_dir) = match flags.location.workspace_dir().and_then(|w| Ok((w, flags.location.state_dir()?))) {
     Ok(dirs) => dirs,
     Err(e) => return usage_error(e),
   };
-
-  let mut policy = match &args.policy {
-    None => Policy::default(),
-    Some(file) => match std::fs::read_to_string(file) {
-      Ok(text) => match Policy::from_toml(&text, &file.display().to_string()) {
-        Ok(policy) => policy,
-        Err(e) => return usage_error(e),
-      },
-      Err(e) => return usage_error(format!("cannot read policy file {}: {e}", file.display())),
-    },
-  };
-  let cli_rules = args.deny.into_iter().map(|c| (Effect::Deny, c)).chain(args.ask.into_iter().map(|c| (Effect::Ask, c)));
-  policy.extend(cli_rules.map(|(effect, capability)| Rule { effect, capability, source: RuleSource::Cli }));
   let kernel = match Kernel::open(KernelConfig {
     workspace,
     state_dir,
     policy,
     clock: Arc::new(SystemClock),
-    human: args.human,
-    shell_path: args.shell_path.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect(),
-    max_read_bytes: args.max_read_bytes,
+    human: flags.human,
+    shell_path: flags.shell_path.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect(),
+    max_read_bytes: flags.max_read_bytes,
   }) {
     Ok(kernel) => kernel,
     Err(e) => return usage_error(e),
   };
-
   let limits = IsolateLimits {
-    heap_bytes: args.heap_mb.map(|mb| mb as usize * 1024 * 1024),
-    wall_time: args.timeout,
+    heap_bytes: flags.heap_mb.map(|mb| mb as usize * 1024 * 1024),
+    wall_time: flags.timeout,
   };
-  kernel.set_launcher(Arc::new(IsolateLauncher { limits, builtins: &[] }));
-  let pid = match kernel.start_root(ProcessSpec {
-    image: args.script.display().to_string(),
-    entry,
-    args: args.args,
-    grants: args.allow.into_iter().map(|cap| (cap, GrantSource::Cli)).collect(),
-    limits: ProcessLimits { max_syscalls: args.max_syscalls, ..ProcessLimits::default() },
-  }) {
-    Ok(pid) => pid,
-    Err(e) => {
-      eprintln!("error: {e}");
-      return exit::SCRIPT_ERROR;
-    }
-  };
-  tracing::info!(%pid, "started");
-  let status = kernel.wait_exit(&pid).unwrap_or(ExitStatus::Killed { reason: "the process record was lost".to_string() });
-  report(&pid, &status, args.json)
+  kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, &[], flags.max_isolates)));
+  body(&kernel)
 }
 
 fn report(pid: &str, status: &ExitStatus, json: bool) -> u8 {

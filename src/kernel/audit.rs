@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::Digest;
 use sha2::Sha256;
 
-use crate::store::audit_file::AuditFile;
+use crate::store::Db;
 
 /// Who acted.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,55 +79,59 @@ pub fn digest(bytes: &[u8]) -> String {
   format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// The hash-chained log. Holds no head in memory: each append reads the chain's end
-/// under the file's lock, so concurrent `alos` processes extend one chain.
+/// The next record after `last` (the chain's current end), as `(seq, line)`; the store
+/// calls it inside the transaction that appends it, so concurrent `alos` processes
+/// extend one chain.
+pub fn next_record(mut entry: Entry) -> crate::store::journal::AuditNext {
+  Box::new(move |last: Option<&str>, memory| {
+    if let Some(Err(conflict)) = memory {
+      entry.outcome = format!("error Conflict: {conflict}");
+    }
+    let (seq, prev_hash) = match last {
+      None => (1, GENESIS.to_string()),
+      Some(line) => {
+        let record: Record = serde_json::from_str(line)
+          .map_err(|e| format!("the audit log ends with an unreadable record ({e}); run `alos audit verify`"))?;
+        (record.seq + 1, record.hash)
+      }
+    };
+    let hash = chain_hash(seq, &entry, &prev_hash);
+    let record = Record { seq, entry, prev_hash, hash };
+    Ok((seq, serde_json::to_string(&record).expect("audit records always serialize")))
+  })
+}
+
+/// The hash-chained log, kept in the state database beside what it describes.
 pub struct AuditLog {
-  file: AuditFile,
+  db: std::sync::Arc<Db>,
 }
 
 impl AuditLog {
-  pub fn open(file: AuditFile) -> AuditLog {
-    AuditLog { file }
+  pub fn open(db: std::sync::Arc<Db>) -> AuditLog {
+    AuditLog { db }
   }
 
-  pub fn append(&self, entry: Entry) -> std::io::Result<Record> {
-    let line = self.file.append_after(|last| {
-      let (seq, prev_hash) = match last {
-        None => (1, GENESIS.to_string()),
-        Some(line) => {
-          let record: Record = serde_json::from_str(line).map_err(|e| {
-            std::io::Error::other(format!(
-              "the audit log {} ends with an unreadable record ({e}); run `alos audit verify`",
-              self.file.path().display()
-            ))
-          })?;
-          (record.seq + 1, record.hash)
-        }
-      };
-      let hash = chain_hash(seq, &entry, &prev_hash);
-      let record = Record { seq, entry, prev_hash, hash };
-      Ok::<_, std::io::Error>(serde_json::to_string(&record).expect("audit records always serialize"))
-    })?;
-    Ok(serde_json::from_str(&line).expect("just written"))
+  pub fn append(&self, entry: Entry) -> Result<(), String> {
+    let commit = crate::store::journal::Commit { audit: vec![next_record(entry)], ..Default::default() };
+    self.db.commit(commit).map(|_| ()).map_err(|e| e.to_string())
   }
 
-  pub fn lines(&self) -> std::io::Result<Vec<String>> {
-    self.file.lines()
+  pub fn lines(&self) -> Result<Vec<String>, String> {
+    self.db.audit_lines().map_err(|e| e.to_string())
   }
 }
 
 /// Appends one record to the audit log of `state_dir`, for the acts of a human at a
 /// terminal (answers, kills), which happen outside any running kernel.
-pub fn append_to(state_dir: &std::path::Path, entry: Entry) -> Result<Record, String> {
-  let path = state_dir.join("audit.jsonl");
-  let file = AuditFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-  AuditLog::open(file).append(entry).map_err(|e| format!("cannot write the audit log {}: {e}", path.display()))
+pub fn append_to(state_dir: &std::path::Path, entry: Entry) -> Result<(), String> {
+  let db = Db::open(state_dir).map_err(|e| e.to_string())?;
+  AuditLog::open(std::sync::Arc::new(db)).append(entry).map_err(|e| format!("cannot write the audit log: {e}"))
 }
 
 /// Where and why a chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {
-  /// 1-based line number in the log file.
+  /// 1-based position of the record in the log.
   pub line: usize,
   pub reason: String,
 }
@@ -194,7 +198,7 @@ mod tests {
 
   fn log_of(n: u64) -> (tempfile::TempDir, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(AuditFile::open(&dir.path().join("audit.jsonl")).unwrap());
+    let log = AuditLog::open(std::sync::Arc::new(Db::open(dir.path()).unwrap()));
     for i in 0..n {
       log.append(entry(i)).unwrap();
     }

@@ -18,11 +18,15 @@ use super::audit::Verdict;
 use super::capability::Kind;
 use super::capability::Request;
 use super::error::SyscallError;
+use super::journal::has_side_effect;
+use super::journal::Replay;
+use crate::store::journal::JournalStatus;
 use super::lock;
 use super::policy::AllowedBy;
 use super::policy::Decision;
 use super::policy::DeniedBy;
 use super::policy::Effect;
+use super::policy::RuleSource;
 use super::process::ExitStatus;
 use super::process::State;
 use super::syscall::Syscall;
@@ -57,6 +61,8 @@ pub(super) struct Trace {
   pub args_digest: String,
   /// The caller's cwd when the syscall was made (an approved call resolves the same).
   pub cwd: WsPath,
+  /// Its place in the journal; `None` for records that are not a syscall of the process.
+  pub step: Option<super::journal::Step>,
 }
 
 /// What the policy says about one request.
@@ -85,8 +91,8 @@ impl Kernel {
   fn dispatch_checked(&self, pid: &str, name: &str, args: Value) -> Result<Dispatched, SyscallError> {
     let args_digest = digest(args.to_string().as_bytes());
     let who = self.account(pid, name, &args_digest)?;
-    let trace =
-      Trace { pid: pid.to_string(), lineage: who.lineage, syscall: name.to_string(), args_digest, cwd: who.cwd };
+    let mut trace =
+      Trace { pid: pid.to_string(), lineage: who.lineage, syscall: name.to_string(), args_digest, cwd: who.cwd, step: None };
     let call = match Syscall::decode(name, args) {
       Ok(call) => call,
       Err(e) => {
@@ -94,7 +100,19 @@ impl Kernel {
         return Err(e);
       }
     };
-    self.run_call(trace, call)
+    Ok(match self.replay(&trace, &call)? {
+      Replay::Served(result) => Dispatched::Ready(result),
+      Replay::Live(step) => {
+        trace.step = Some(step);
+        let dispatched = self.run_call(trace.clone(), call);
+        self.settle(trace, dispatched)
+      }
+      Replay::InDoubt(step, record) => {
+        trace.step = Some(step);
+        let dispatched = self.in_doubt(trace.clone(), call, record);
+        self.settle(trace, Ok(dispatched))
+      }
+    })
   }
 
   /// Resolves, decides, performs and audits one decoded syscall. An approved call comes
@@ -105,7 +123,7 @@ impl Kernel {
     let audit = |request: Option<&Request>, decision: Verdict, decided_by: Option<String>, outcome: String| {
       self.audit_call(&trace, request, decision, decided_by, outcome)
     };
-    let access = match resolve(&call, &trace.cwd) {
+    let access = match resolve(&call, pid, &trace.cwd) {
       Ok(access) => access,
       Err(e) => {
         audit(None, Verdict::Deny, Some("path resolution".into()), outcome_of(&Err::<Value, _>(e.clone())))?;
@@ -116,7 +134,7 @@ impl Kernel {
     // A shell call is resolved to the exact program (and files) that would run before
     // it is decided, so an approval binds to exactly that.
     let prepared = match &call {
-      Syscall::ShellExec(args) => match self.prepare_shell(args, &trace.cwd) {
+      Syscall::ShellExec(args) => match self.prepare_shell(pid, args, &trace.cwd) {
         Ok(prepared) => Some(prepared),
         Err(e) => {
           audit(access.request.as_ref(), Verdict::None, None, outcome_of(&Err::<Value, _>(e.clone())))?;
@@ -159,6 +177,9 @@ impl Kernel {
     let verdict = if access.request.is_some() { Verdict::Allow } else { Verdict::None };
     if let Some(waiting) = self.waiting(&trace, &call, prepared) {
       let (kernel, audited, request) = (self.clone(), call.is_audited(), access.request.clone());
+      if has_side_effect(&call) {
+        self.mark_started(&trace)?;
+      }
       return Ok(Dispatched::Waiting(Box::pin(async move {
         let result = waiting.await;
         if audited {
@@ -167,11 +188,31 @@ impl Kernel {
         result
       })));
     }
-    let result = self.perform(pid, &call, access.path.as_ref());
+    // An Object Memory write is made in the transaction that journals and audits it.
+    if let (Some(write), Some(step)) = (self.memory_write(pid, &call)?, &trace.step) {
+      audit(access.request.as_ref(), verdict, decided_by, "ok".into())?;
+      let outcome = self.journal_commit(&trace, JournalStatus::Done, None, None, Some(write.clone()))?;
+      step.mark_settled();
+      let result = match outcome {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(conflict)) => Err(super::memory::conflict_error(&write, conflict)),
+        None => Err(SyscallError::OperationFailed(format!("{name}: the write was not made"))),
+      };
+      return Ok(Dispatched::Ready(result));
+    }
+    if has_side_effect(&call) {
+      self.mark_started(&trace)?;
+    }
+    let result = self.perform(pid, &call, access.path.as_ref(), trace.step.as_ref().map_or(0, |s| s.seq));
+    if has_side_effect(&call) {
+      self.crash_point();
+    }
     if call.is_audited() {
       audit(access.request.as_ref(), verdict, decided_by, outcome_of(&result))?;
     }
     if let Syscall::Exit { result: value } = &call {
+      // Journaled before the process ends, so a resume never runs past an exit.
+      self.complete(&trace, Ok(Value::Null))?;
       self.finish(pid, ExitStatus::Ok { result: value.clone() });
       // `exit` does not return: the isolate is being stopped, and this never-settling
       // call keeps its event loop from mistaking the stop for a stalled script.
@@ -202,7 +243,7 @@ impl Kernel {
     decided_by: Option<String>,
     outcome: String,
   ) -> Result<(), SyscallError> {
-    self.record(Entry {
+    let entry = Entry {
       time: rfc3339(self.0.clock.now_ms()),
       pid: trace.pid.clone(),
       lineage: trace.lineage.clone(),
@@ -214,7 +255,15 @@ impl Kernel {
       decided_by,
       args_digest: trace.args_digest.clone(),
       outcome,
-    })
+    };
+    // A syscall's records are written with its journal record, in one transaction.
+    match &trace.step {
+      Some(step) => {
+        step.defer_audit(entry);
+        Ok(())
+      }
+      None => self.record(entry),
+    }
   }
 
   /// The syscalls that wait, as futures; their capability was checked before.
@@ -231,16 +280,16 @@ impl Kernel {
         Some(Box::pin(async move { kernel.request_capability(trace, args).await }))
       }
       Syscall::Sleep { ms } => {
-        let (kernel, me, ms) = (self.clone(), pid.to_string(), *ms);
-        Some(Box::pin(async move { kernel.sleep(&me, ms).await }))
+        let (kernel, trace, ms) = (self.clone(), trace.clone(), *ms);
+        Some(Box::pin(async move { kernel.sleep(&trace, ms).await }))
       }
       Syscall::Next(args) => {
         let (kernel, me, args) = (self.clone(), pid.to_string(), args.clone());
         Some(Box::pin(async move { kernel.next_event(&me, args).await }))
       }
       Syscall::ShellExec(args) => {
-        let (kernel, args, prepared) = (self.clone(), args.clone(), prepared?);
-        Some(Box::pin(async move { kernel.exec_shell(args, prepared).await }))
+        let (kernel, me, args, prepared) = (self.clone(), pid.to_string(), args.clone(), prepared?);
+        Some(Box::pin(async move { kernel.exec_shell(&me, args, prepared).await }))
       }
       Syscall::HumanAsk(ask) => {
         let (kernel, trace, ask) = (self.clone(), trace.clone(), ask.clone());
@@ -270,6 +319,7 @@ impl Kernel {
       syscall: syscall.to_string(),
       args_digest,
       cwd: process.map(|p| p.cwd.clone()).unwrap_or_else(WsPath::root),
+      step: None,
     }
   }
 
@@ -278,7 +328,10 @@ impl Kernel {
     let mut processes = lock(&self.0.processes);
     // A paused process makes no progress past its next syscall until it is resumed
     // (or cancelled). Each isolate has its own thread, so blocking it blocks only it.
-    while processes.get(pid).is_some_and(|p| matches!(p.state(), State::Paused { .. })) {
+    // A host shutting down starts no new syscall; its isolates are about to stop.
+    while processes.get(pid).is_some_and(|p| matches!(p.state(), State::Paused { .. }))
+      || self.0.draining.load(std::sync::atomic::Ordering::SeqCst)
+    {
       processes = self.0.resumed.wait(processes).unwrap_or_else(|e| e.into_inner());
     }
     let process = processes
@@ -301,6 +354,7 @@ impl Kernel {
         syscall: name.to_string(),
         args_digest: args_digest.to_string(),
         cwd: who.cwd.clone(),
+        step: None,
       };
       let by = Some(format!("limit max_syscalls={max}"));
       self.audit_as(Actor::System, &trace, None, Verdict::Deny, by, outcome_of(&Err::<Value, _>(error.clone())))?;
@@ -320,7 +374,19 @@ impl Kernel {
       .and_then(|p| p.rules.iter().find(|r| r.effect == Effect::Deny && r.matches(request)))
       .map(|rule| Decision::Denied { by: DeniedBy::Rule(rule.clone()) });
     let grants = process.map(|p| p.grants.as_slice()).unwrap_or(&[]);
-    own_denial.unwrap_or_else(|| self.0.policy.read().unwrap_or_else(|e| e.into_inner()).decide(grants, request, op_digest, now))
+    own_denial.unwrap_or_else(|| {
+      let host = self.0.policy.read().unwrap_or_else(|e| e.into_inner());
+      // A resumed process keeps the policy it was started under, plus the rules humans
+      // added on this host ("always" answers).
+      match process.and_then(|p| p.policy.as_ref()) {
+        Some(own) => {
+          let mut combined = own.clone();
+          host.rules().iter().filter(|r| matches!(r.source, RuleSource::Human { .. })).for_each(|r| combined.push(r.clone()));
+          combined.decide(grants, request, op_digest, now)
+        }
+        None => host.decide(grants, request, op_digest, now),
+      }
+    })
   }
 
   /// Decides one request: allowed (spending a use of a counted grant, atomically with
@@ -384,7 +450,7 @@ impl Kernel {
     Ok(())
   }
 
-  fn perform(&self, pid: &str, call: &Syscall, path: Option<&WsPath>) -> Result<Value, SyscallError> {
+  fn perform(&self, pid: &str, call: &Syscall, path: Option<&WsPath>, seq: u64) -> Result<Value, SyscallError> {
     let ws = &self.0.workspace;
     let path = || path.expect("resolve() gives every fs syscall a path");
     // Each fs operation re-checks the capability it needs on where the path physically
@@ -394,7 +460,7 @@ impl Kernel {
       Syscall::ProcSelf => {
         let processes = lock(&self.0.processes);
         let p = processes.get(pid).ok_or_else(|| SyscallError::NotFound(format!("no such process {pid}")))?;
-        Ok(json!({ "pid": p.pid, "args": p.args, "cwd": p.cwd.to_string() }))
+        Ok(json!({ "pid": p.pid, "args": p.args, "goal": p.goal, "cwd": p.cwd.to_string() }))
       }
       Syscall::Exit { .. } => Ok(Value::Null),
       Syscall::ProcSpawn(spec) => self.spawn_child(pid, spec.clone()),
@@ -402,6 +468,11 @@ impl Kernel {
       Syscall::ProcList => Ok(self.list(pid)),
       Syscall::CapsList => Ok(self.caps_list(pid)),
       Syscall::CapsDrop { capability } => self.caps_drop(pid, capability),
+      Syscall::Checkpoint { label } => self.checkpoint(pid, label.as_deref(), seq),
+      Syscall::MemPut(args) => self.mem_put(pid, args),
+      Syscall::MemGet(args) => self.mem_get(pid, args),
+      Syscall::MemList(args) => self.mem_list(pid, args),
+      Syscall::MemDelete(args) => self.mem_delete(pid, args),
       // Dispatched by `waiting()` before it gets here.
       Syscall::Emit(args) => self.emit(pid, args.clone()),
       Syscall::ProcWait { .. }
@@ -505,14 +576,13 @@ impl Kernel {
       .0
       .audit
       .append(entry)
-      .map(|_| ())
       .map_err(|e| SyscallError::OperationFailed(format!("cannot write the audit log, so nothing was done: {e}")))
   }
 }
 
-/// Resolves the resource a syscall touches against the caller's cwd, and names the
-/// capability it needs.
-fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
+/// Resolves the resource a syscall touches against the caller (`pid`, its cwd), and
+/// names the capability it needs.
+fn resolve(call: &Syscall, pid: &str, cwd: &WsPath) -> Result<Access, SyscallError> {
   let (kind, raw) = match call {
     Syscall::ReadText { path } | Syscall::ReadBytes { path } | Syscall::List { path } | Syscall::Stat { path }
     | Syscall::Chdir { path } => (Kind::FsRead, path),
@@ -536,6 +606,12 @@ fn resolve(call: &Syscall, cwd: &WsPath) -> Result<Access, SyscallError> {
       return Ok(Access { request: Some(Request::new(Kind::Shell, args.program.clone())), path: None });
     }
     Syscall::ProcSignal { .. } => return Ok(Access { request: Some(Request::new(Kind::ProcSignal, "")), path: None }),
+    // The caller's own namespace needs no capability (DESIGN §4); see kernel::memory.
+    Syscall::Checkpoint { .. } => return Ok(Access { request: None, path: None }),
+    Syscall::MemPut(args) => return Ok(Access { request: args.access(pid)?, path: None }),
+    Syscall::MemGet(args) => return Ok(Access { request: args.access(pid)?, path: None }),
+    Syscall::MemList(args) => return Ok(Access { request: args.access(pid)?, path: None }),
+    Syscall::MemDelete(args) => return Ok(Access { request: args.access(pid)?, path: None }),
     Syscall::ProcSelf
     | Syscall::Exit { .. }
     | Syscall::Now

@@ -13,12 +13,20 @@ pub enum SyscallError {
   NotFound(String),
   #[error("{0}")]
   AlreadyExists(String),
+  /// A compare-and-set (Object Memory's `ifVersion`) that did not match.
+  #[error("{0}")]
+  Conflict(String),
   #[error("{0}")]
   LimitExceeded(String),
   #[error("{0}")]
   Timeout(String),
   #[error("{0}")]
   OperationFailed(String),
+  #[error("{0}")]
+  Cancelled(String),
+  /// A failure recorded in the journal, served again as it was on replay.
+  #[error("{}", .0.message)]
+  Recorded(Fault),
 }
 
 impl SyscallError {
@@ -28,13 +36,19 @@ impl SyscallError {
       SyscallError::InvalidArgument(_) => ErrorClass::InvalidArgument,
       SyscallError::NotFound(_) => ErrorClass::NotFound,
       SyscallError::AlreadyExists(_) => ErrorClass::AlreadyExists,
+      SyscallError::Conflict(_) => ErrorClass::Conflict,
       SyscallError::LimitExceeded(_) => ErrorClass::LimitExceeded,
       SyscallError::Timeout(_) => ErrorClass::Timeout,
       SyscallError::OperationFailed(_) => ErrorClass::OperationFailed,
+      SyscallError::Cancelled(_) => ErrorClass::Cancelled,
+      SyscallError::Recorded(fault) => fault.class,
     }
   }
 
   pub fn into_fault(self) -> Fault {
+    if let SyscallError::Recorded(fault) = self {
+      return fault;
+    }
     let fault = Fault::new(self.class(), self.to_string());
     match self {
       SyscallError::PermissionDenied { syscall, capability, reason, .. } => {

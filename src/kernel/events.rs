@@ -1,9 +1,9 @@
-//! Topic events: `events.emit(topic, payload)` appends to the topic's stream, and
-//! `events.next(topic)` waits for the next event that process has not yet taken from
-//! it. Each process reads every topic from the beginning of the run, so an event
-//! emitted before anyone waits for it is not lost.
+//! Topic events: `events.emit(topic, payload)` appends to the topic's stream (durable,
+//! per process tree), and `events.next(topic)` waits for the next event that process has
+//! not yet taken from it. Each process reads every topic from the beginning of its
+//! tree's run, so an event emitted before anyone waits for it is not lost. A process
+//! waiting for an event with no deadline hibernates until one comes; so does a long sleep.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -14,6 +14,9 @@ use super::error::SyscallError;
 use super::lock;
 use super::process::State;
 use super::process::WaitReason;
+use super::dispatch::Trace;
+use super::hibernate::Wake;
+use super::hibernate::HIBERNATE_AFTER_MS;
 use super::Kernel;
 
 /// Largest payload an event may carry (serialized).
@@ -35,13 +38,6 @@ pub struct NextArgs {
   pub timeout_ms: Option<u64>,
 }
 
-/// The streams of every topic, and each process's position in them.
-#[derive(Default)]
-pub struct Topics {
-  streams: HashMap<String, Vec<Value>>,
-  cursors: HashMap<(String, String), usize>,
-}
-
 /// A topic name: non-empty, printable, no spaces.
 pub fn validate_topic(topic: &str) -> Result<(), SyscallError> {
   if topic.is_empty() || topic.len() > 200 || topic.chars().any(|c| c.is_control() || c.is_whitespace()) {
@@ -60,34 +56,45 @@ impl Kernel {
         "events.emit: the payload is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}"
       )));
     }
-    let event = json!({ "topic": args.topic, "from": pid, "atMs": self.0.clock.now_ms(), "payload": args.payload });
-    let seq = {
-      let mut topics = lock(&self.0.topics);
-      let stream = topics.streams.entry(args.topic).or_default();
-      stream.push(event);
-      stream.len()
-    };
+    let root = self.root_of(pid);
+    let seq = self
+      .0
+      .db
+      .event_append(&root, &args.topic, pid, &args.payload, self.0.clock.now_ms())
+      .map_err(|e| SyscallError::OperationFailed(format!("events.emit: {e}")))?;
     self.0.changes.notify_waiters();
     Ok(json!({ "seq": seq }))
   }
 
+  fn root_of(&self, pid: &str) -> String {
+    lock(&self.0.processes).get(pid).and_then(|p| p.lineage.first().cloned()).unwrap_or_else(|| pid.to_string())
+  }
+
   pub(super) async fn next_event(&self, pid: &str, args: NextArgs) -> Result<Value, SyscallError> {
-    let key = (pid.to_string(), args.topic.clone());
+    let root = self.root_of(pid);
     let wait = async {
       loop {
         let changed = self.0.changes.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        {
-          let mut topics = lock(&self.0.topics);
-          let cursor = topics.cursors.get(&key).copied().unwrap_or(0);
-          let event = topics.streams.get(&args.topic).and_then(|s| s.get(cursor)).cloned();
-          if let Some(event) = event {
-            topics.cursors.insert(key.clone(), cursor + 1);
-            return Ok(event);
+        let cursor = lock(&self.0.processes).get(pid).and_then(|p| p.cursors.get(&args.topic).copied()).unwrap_or(0);
+        let found = self
+          .0
+          .db
+          .event_after(&root, &args.topic, cursor)
+          .map_err(|e| SyscallError::OperationFailed(format!("events.next: {e}")))?;
+        if let Some((seq, from, payload, at_ms)) = found {
+          if let Some(p) = lock(&self.0.processes).get_mut(pid) {
+            p.cursors.insert(args.topic.clone(), seq);
           }
+          return Ok(json!({ "topic": args.topic, "seq": seq, "from": from, "atMs": at_ms, "payload": payload }));
         }
-        changed.await;
+        // Nothing yet: with no deadline, wait without an isolate.
+        if args.timeout_ms.is_none() && self.try_hibernate(pid, Wake::Event { topic: args.topic.clone(), after: cursor }) {
+          return std::future::pending().await;
+        }
+        // Another host may emit into this tree too, so look again now and then.
+        let _ = tokio::time::timeout(Duration::from_millis(150), changed).await;
       }
     };
     self.while_waiting(pid, WaitReason::Event, async {
@@ -101,10 +108,18 @@ impl Kernel {
     .await
   }
 
-  pub(super) async fn sleep(&self, pid: &str, ms: u64) -> Result<Value, SyscallError> {
+  /// `sleep(ms)`: a resumed sleep ends when it would have; a long one hibernates.
+  pub(super) async fn sleep(&self, trace: &Trace, ms: u64) -> Result<Value, SyscallError> {
+    let now = self.0.clock.now_ms();
+    let wake_at = trace.step.as_ref().and_then(|s| s.resumed_wake_at()).unwrap_or(now.saturating_add(ms));
+    self.note_wait(trace, json!({ "wakeAtMs": wake_at }))?;
+    let left = wake_at.saturating_sub(now);
+    if left >= HIBERNATE_AFTER_MS && self.try_hibernate(&trace.pid, Wake::At { ms: wake_at }) {
+      return std::future::pending().await;
+    }
     self
-      .while_waiting(pid, WaitReason::Sleep, async {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+      .while_waiting(&trace.pid, WaitReason::Sleep, async {
+        tokio::time::sleep(Duration::from_millis(left)).await;
         Ok(Value::Null)
       })
       .await

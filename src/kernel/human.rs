@@ -84,6 +84,24 @@ pub(super) fn describe(call: &Syscall, request: &Request) -> String {
   }
 }
 
+/// A short description of an operation, for a human (no capability needed to say it).
+pub(super) fn describe_call(call: &Syscall) -> String {
+  match call {
+    Syscall::WriteText { path, text, append } => {
+      format!("{} \"{path}\" ({}{} bytes)", call.name(), if *append { "append " } else { "" }, text.len())
+    }
+    Syscall::WriteBytes { path, .. } | Syscall::Mkdir { path, .. } | Syscall::Remove { path, .. } => {
+      format!("{} \"{path}\"", call.name())
+    }
+    Syscall::ShellExec(args) => format!("shell.exec {} {:?}", args.program, args.args),
+    Syscall::NetFetch(fetch) => format!("net.fetch {}", fetch.url),
+    Syscall::Emit(args) => format!("events.emit \"{}\"", args.topic),
+    Syscall::ProcSpawn(spec) => format!("proc.spawn {}", spec.entry),
+    Syscall::ProcSignal { pid, signal } => format!("proc.signal {pid} {signal:?}"),
+    other => other.name().to_string(),
+  }
+}
+
 impl Kernel {
   /// Parks `call` on a human request; the returned future completes with the
   /// syscall's result once a human has answered.
@@ -108,13 +126,16 @@ impl Kernel {
       return Err(error);
     }
     let pending = self.open_request(&trace, RequestKind::Approval, Some(&request), detail, op_digest, None, None, None)?;
-    self.audit_call(
-      &trace,
-      Some(&request),
-      Verdict::Ask,
-      Some(format!("rule \"{rule}\" from {}", rule.source)),
-      format!("waiting for human request {}", pending.id),
-    )?;
+    if trace.step.as_ref().and_then(|s| s.resumed_request()).is_none() {
+      self.audit_call(
+        &trace,
+        Some(&request),
+        Verdict::Ask,
+        Some(format!("rule \"{rule}\" from {}", rule.source)),
+        format!("waiting for human request {}", pending.id),
+      )?;
+    }
+    self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
     let kernel = self.clone();
     Ok(super::dispatch::Dispatched::Waiting(Box::pin(async move {
       let answered = kernel.await_answer(&trace.pid, &pending).await?;
@@ -161,6 +182,7 @@ impl Kernel {
       args.default.clone(),
       deadline,
     )?;
+    self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
     let answered = self.await_answer(&trace.pid, &pending).await?;
     match answered.status.as_str() {
       "answered" => Ok(Value::String(answered.answer.unwrap_or_default())),
@@ -181,8 +203,10 @@ impl Kernel {
     }
   }
 
+  /// Opens a human request, or, for a resumed syscall that was already waiting on one,
+  /// picks that one up again (answered or not).
   #[allow(clippy::too_many_arguments)]
-  fn open_request(
+  pub(super) fn open_request(
     &self,
     trace: &Trace,
     kind: RequestKind,
@@ -193,6 +217,13 @@ impl Kernel {
     default_answer: Option<String>,
     deadline_ms: Option<u64>,
   ) -> Result<HumanRequest, SyscallError> {
+    if let Some(id) = trace.step.as_ref().and_then(|s| s.resumed_request()) {
+      if let Ok(Some(existing)) = self.0.db.request(&id) {
+        if existing.pid == trace.pid && existing.op_digest == op_digest {
+          return Ok(existing);
+        }
+      }
+    }
     let created = self
       .0
       .db
@@ -218,7 +249,7 @@ impl Kernel {
   /// Waits, with the process marked as waiting for a human, until the request is no
   /// longer pending; closes it as timed out at its deadline, or as cancelled if the
   /// process ended meanwhile.
-  async fn await_answer(&self, pid: &str, pending: &HumanRequest) -> Result<HumanRequest, SyscallError> {
+  pub(super) async fn await_answer(&self, pid: &str, pending: &HumanRequest) -> Result<HumanRequest, SyscallError> {
     self.set_waiting(pid, true);
     self.record_state(pid);
     let result = async {
@@ -244,6 +275,10 @@ impl Kernel {
         if let Some(status) = closing {
           self.0.db.close_request(&pending.id, status, now).map_err(|e| SyscallError::OperationFailed(e.to_string()))?;
           continue;
+        }
+        // Waiting for a human may take days: give the isolate up meanwhile.
+        if self.try_hibernate(pid, super::hibernate::Wake::Request { id: pending.id.clone() }) {
+          return std::future::pending().await;
         }
         tokio::time::sleep(POLL).await;
       }
@@ -379,6 +414,7 @@ impl Kernel {
     let detail = format!("{} requests capability {capability}: {}", trace.pid, args.reason);
     let op_digest = super::audit::digest(format!("caps.request {capability}").as_bytes());
     let pending = self.open_request(&trace, RequestKind::Approval, None, detail, op_digest, None, None, None)?;
+    self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
     let answered = self.await_answer(&trace.pid, &pending).await?;
     if answered.status != "approved" {
       return Err(SyscallError::PermissionDenied {

@@ -164,6 +164,9 @@ impl Kernel {
       child.grants = grants;
       child.rules = parent.rules.iter().cloned().chain(mode_rules(spec.mode, parent_pid)).collect();
       child.mode = spec.mode;
+      // A resumed parent's own policy and search path hold for its new children too.
+      child.policy = parent.policy.clone();
+      child.shell_path = parent.shell_path.clone();
       child.limits = parent.limits.for_child(parent.syscalls, spec.max_syscalls);
       child.started_ms = now;
       child.transition(State::Running).expect("a new process can start");
@@ -337,6 +340,8 @@ impl Kernel {
         host_pid: std::process::id(),
         started_ms: p.started_ms,
         ended_ms: p.exit.as_ref().map(|_| self.0.clock.now_ms()),
+        spec: Some(super::hibernate::spec_of(p, &self.0.policy.read().unwrap_or_else(|e| e.into_inner()), &self.0.workspace_root, &self.0.shell_path)),
+        runtime: Some(super::journal::runtime_of(p)),
       }
     };
     if let Err(e) = self.0.db.upsert_process(&row) {
@@ -344,9 +349,13 @@ impl Kernel {
     }
   }
 
-  /// Applies signals other terminals send (`alos kill`) to the processes this kernel
-  /// hosts, from a thread of its own, until none of them is alive.
+  /// The host loop: applies signals other terminals send (`alos kill`) to the processes
+  /// this kernel hosts and wakes hibernated ones whose wait is over, from a thread of
+  /// its own, until none of them is alive.
   pub(super) fn watch_signals(&self) {
+    if self.0.host_loop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+      return;
+    }
     let kernel = self.clone();
     let spawned = std::thread::Builder::new().name("alos-signals".into()).spawn(move || loop {
       std::thread::sleep(Duration::from_millis(150));
@@ -367,7 +376,9 @@ impl Kernel {
         }
         Err(e) => tracing::warn!("cannot read signals: {e}"),
       }
+      kernel.wake_ready();
       if !live {
+        kernel.0.host_loop.store(false, std::sync::atomic::Ordering::SeqCst);
         return;
       }
     });

@@ -13,7 +13,11 @@ pub mod error;
 pub mod events;
 pub mod fetch;
 pub mod grant;
+pub mod hibernate;
 pub mod human;
+pub mod journal;
+pub mod image;
+pub mod memory;
 pub mod policy;
 pub mod process;
 pub mod shell;
@@ -59,7 +63,6 @@ use crate::provider::fs::Workspace;
 use crate::provider::human::HumanChannel;
 use crate::provider::human::QueueNotice;
 use crate::provider::human::Terminal;
-use crate::store::audit_file::AuditFile;
 use crate::store::Db;
 
 pub struct KernelConfig {
@@ -84,6 +87,8 @@ pub struct ProcessSpec {
   /// scripts may be loaded from.
   pub entry: PathBuf,
   pub args: Vec<String>,
+  /// What the process is asked to do (`alos spawn --goal`), shown to it as `libos.goal`.
+  pub goal: Option<String>,
   pub grants: Vec<(Capability, GrantSource)>,
   pub limits: ProcessLimits,
 }
@@ -93,6 +98,7 @@ pub struct Kernel(Arc<Inner>);
 
 struct Inner {
   workspace: Workspace,
+  workspace_root: PathBuf,
   /// Grows at run time when a human answers "always".
   policy: RwLock<Policy>,
   db: Arc<Db>,
@@ -108,7 +114,17 @@ struct Inner {
   /// Wakes syscalls of paused processes (they block on the `processes` lock).
   resumed: Condvar,
   next_grant: AtomicU64,
-  topics: Mutex<events::Topics>,
+  /// Whether waiting processes give up their isolate (not while a terminal prompts).
+  hibernate: bool,
+  /// Set when the host is shutting down: no new syscall starts.
+  draining: std::sync::atomic::AtomicBool,
+  /// Side effects started and not yet recorded as done.
+  effects: std::sync::atomic::AtomicI64,
+  /// The test hook of `journal::crash_point`.
+  crash_at: Option<u64>,
+  crash_points: AtomicU64,
+  /// Whether the host loop (`lifecycle::watch_signals`) runs.
+  host_loop: std::sync::atomic::AtomicBool,
   launcher: OnceLock<Arc<dyn Launcher>>,
 }
 
@@ -124,8 +140,6 @@ impl Kernel {
       .map_err(|e| format!("cannot create state directory {}: {e}", config.state_dir.display()))?;
     let workspace = Workspace::open(&config.workspace, std::slice::from_ref(&config.state_dir))
       .map_err(|e| format!("cannot open workspace {}: {e}", config.workspace.display()))?;
-    let audit_path = config.state_dir.join("audit.jsonl");
-    let audit_file = AuditFile::open(&audit_path).map_err(|e| format!("cannot open {}: {e}", audit_path.display()))?;
     let db = Arc::new(Db::open(&config.state_dir).map_err(|e| e.to_string())?);
     let mut policy = config.policy;
     // "Allow always" answers given before, in any run on this state directory.
@@ -139,19 +153,25 @@ impl Kernel {
     };
     Ok(Kernel(Arc::new(Inner {
       workspace,
+      workspace_root: config.workspace.clone(),
       policy: RwLock::new(policy),
+      audit: AuditLog::open(db.clone()),
       db,
       human: config.human,
       channel,
       shell_path: config.shell_path,
       clock: config.clock,
       max_read_bytes: config.max_read_bytes,
-      audit: AuditLog::open(audit_file),
       processes: Mutex::default(),
       changes: tokio::sync::Notify::new(),
       resumed: Condvar::new(),
       next_grant: AtomicU64::new(1),
-      topics: Mutex::default(),
+      hibernate: config.human != HumanMode::Tty,
+      draining: Default::default(),
+      effects: Default::default(),
+      crash_at: std::env::var("ALOS_TEST_CRASH_AT").ok().and_then(|n| n.parse().ok()),
+      crash_points: AtomicU64::new(0),
+      host_loop: Default::default(),
       launcher: OnceLock::new(),
     })))
   }
@@ -213,6 +233,7 @@ impl Kernel {
     process.entry = spec.entry;
     process.grants = grants;
     process.limits = spec.limits;
+    process.goal = spec.goal;
     process.started_ms = self.0.clock.now_ms();
     process.transition(State::Running).expect("a new process can start");
     lock(&self.0.processes).insert(pid.clone(), process);
@@ -255,6 +276,11 @@ impl Kernel {
         tracing::error!("cannot write the audit log: {e}");
       }
       self.record_state(pid);
+      // Nobody will act on its questions any more.
+      let now = self.0.clock.now_ms();
+      for request in self.0.db.pending_requests().unwrap_or_default().into_iter().filter(|r| r.pid == pid) {
+        let _ = self.0.db.close_request(&request.id, "cancelled", now);
+      }
       if let Some(process) = lock(&self.0.processes).get_mut(pid) {
         process.exit_recorded = true;
       }

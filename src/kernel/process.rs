@@ -16,7 +16,7 @@ pub type Stop = Box<dyn Fn() + Send + Sync>;
 
 /// Budgets. Each generation gets less than its parent (see [`ProcessLimits::for_child`]),
 /// so a fork bomb runs out by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ProcessLimits {
   /// Syscalls this process may make in its lifetime.
   pub max_syscalls: Option<u64>,
@@ -62,7 +62,7 @@ pub enum ForkMode {
   Copy,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ExitStatus {
   Ok {
@@ -90,6 +90,8 @@ pub enum WaitReason {
   Sleep,
   Event,
   Child,
+  /// Its host stopped (`alos serve` shutting down); the next host resumes it.
+  Host,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,6 +102,8 @@ pub enum State {
   Waiting(WaitReason),
   /// Paused by a signal; `resume_to` is where `resume` returns it.
   Paused { resume_to: Resumable },
+  /// Persisted while it waits, with no isolate in memory; woken, it resumes by replay.
+  Hibernated(WaitReason),
   Exited,
 }
 
@@ -126,6 +130,7 @@ impl State {
       State::Running => "running".into(),
       State::Waiting(why) => format!("waiting({why:?})").to_lowercase(),
       State::Paused { .. } => "paused".into(),
+      State::Hibernated(why) => format!("hibernated({why:?})").to_lowercase(),
       State::Exited => "exited".into(),
     }
   }
@@ -139,6 +144,7 @@ impl State {
       (Exited, _) => false,
       (_, Exited) => true,
       (Created, Running) => true,
+      (Running | Waiting(_), Hibernated(_)) | (Hibernated(_), Running) => true,
       (Running, Waiting(_)) | (Waiting(_), Running) => true,
       (Running, Paused { resume_to: Resumable::Running }) => true,
       (Waiting(a), Paused { resume_to: Resumable::Waiting(b) }) => a == b,
@@ -159,6 +165,8 @@ pub struct Process {
   pub entry: PathBuf,
   pub script_root: PathBuf,
   pub args: Vec<String>,
+  /// What the process is asked to do (`libos.goal`); `None` unless spawned with one.
+  pub goal: Option<String>,
   pub cwd: WsPath,
   pub grants: Vec<Grant>,
   /// Rules that apply to this process only, on top of the kernel's policy (a worker's
@@ -177,6 +185,20 @@ pub struct Process {
   /// not for `exit`, so nobody acts on an end that is not yet recorded.
   pub exit_recorded: bool,
   pub stop: Option<Stop>,
+  /// The sequence number the next syscall gets in the journal.
+  pub next_seq: u64,
+  /// Whether syscalls are still being served from the journal (after a resume).
+  pub replaying: bool,
+  /// Syscalls of this process now in progress (a waiting process with one may hibernate).
+  pub in_flight: u32,
+  /// Position in each event topic: the last event seq taken.
+  pub cursors: std::collections::BTreeMap<String, u64>,
+  /// The policy it was started under, when it is not this host's (a resumed process).
+  pub policy: Option<super::policy::Policy>,
+  /// Where its `shell.exec` looks programs up, when it is not this host's.
+  pub shell_path: Option<Vec<PathBuf>>,
+  /// What wakes it, while hibernated.
+  pub wake: Option<super::hibernate::Wake>,
 }
 
 impl Process {
@@ -191,6 +213,7 @@ impl Process {
       entry: PathBuf::new(),
       script_root: parent.map(|p| p.script_root.clone()).unwrap_or_default(),
       args,
+      goal: None,
       cwd: parent.map(|p| p.cwd.clone()).unwrap_or_else(WsPath::root),
       grants: Vec::new(),
       rules: Vec::new(),
@@ -204,6 +227,13 @@ impl Process {
       exit: None,
       exit_recorded: false,
       stop: None,
+      next_seq: 0,
+      replaying: false,
+      in_flight: 0,
+      cursors: Default::default(),
+      wake: None,
+      policy: None,
+      shell_path: None,
     }
   }
 

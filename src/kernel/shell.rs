@@ -82,8 +82,14 @@ pub fn validate_name(name: &str) -> Result<(), SyscallError> {
 }
 
 impl Kernel {
-  pub(super) fn prepare_shell(&self, args: &ShellArgs, cwd: &WsPath) -> Result<Prepared, SyscallError> {
-    let program = shell::resolve_program(&args.program, &self.0.shell_path).map_err(shell_error)?;
+  /// Where `pid` looks programs up: the search path it was started with (a resumed
+  /// process keeps its own), else this host's.
+  pub(super) fn shell_path_of(&self, pid: &str) -> Vec<std::path::PathBuf> {
+    super::lock(&self.0.processes).get(pid).and_then(|p| p.shell_path.clone()).unwrap_or_else(|| self.0.shell_path.clone())
+  }
+
+  pub(super) fn prepare_shell(&self, pid: &str, args: &ShellArgs, cwd: &WsPath) -> Result<Prepared, SyscallError> {
+    let program = shell::resolve_program(&args.program, &self.shell_path_of(pid)).map_err(shell_error)?;
     let cwd = match &args.cwd {
       None => cwd.clone(),
       Some(dir) => WsPath::resolve(cwd, dir)
@@ -128,12 +134,12 @@ impl Kernel {
   }
 
   /// Runs a prepared call on a blocking thread, so the isolate's event loop keeps going.
-  pub(super) async fn exec_shell(&self, args: ShellArgs, prepared: Prepared) -> Result<Value, SyscallError> {
+  pub(super) async fn exec_shell(&self, pid: &str, args: ShellArgs, prepared: Prepared) -> Result<Value, SyscallError> {
     let dir = self.0.workspace.directory(&prepared.cwd, &|_| Ok(())).map_err(|e| super::dispatch::fs_error("shell.exec", e))?;
     let mut env: Vec<(String, String)> = args.env.into_iter().collect();
     // Scripts expect a PATH; give them the configured one, never the host's.
     if !env.iter().any(|(k, _)| k == "PATH") {
-      let path: Vec<String> = self.0.shell_path.iter().map(|d| d.display().to_string()).collect();
+      let path: Vec<String> = self.shell_path_of(pid).iter().map(|d| d.display().to_string()).collect();
       env.push(("PATH".into(), path.join(":")));
     }
     let timeout = args.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);

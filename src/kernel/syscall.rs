@@ -15,6 +15,10 @@ use super::human::CapsRequestArgs;
 use super::shell::ShellArgs;
 use super::lifecycle::Signal;
 use super::lifecycle::SpawnArgs;
+use super::memory::DeleteArgs as MemDeleteArgs;
+use super::memory::GetArgs as MemGetArgs;
+use super::memory::ListArgs as MemListArgs;
+use super::memory::PutArgs as MemPutArgs;
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "call", content = "args", deny_unknown_fields)]
@@ -99,6 +103,19 @@ pub enum Syscall {
   Emit(EmitArgs),
   #[serde(rename = "events.next")]
   Next(NextArgs),
+  #[serde(rename = "mem.put")]
+  MemPut(MemPutArgs),
+  #[serde(rename = "mem.get")]
+  MemGet(MemGetArgs),
+  #[serde(rename = "mem.list")]
+  MemList(MemListArgs),
+  #[serde(rename = "mem.delete")]
+  MemDelete(MemDeleteArgs),
+  #[serde(rename = "checkpoint")]
+  Checkpoint {
+    #[serde(default)]
+    label: Option<String>,
+  },
 }
 
 /// Every syscall name, for error messages.
@@ -106,7 +123,7 @@ pub const NAMES: &[&str] = &[
   "proc.self", "exit", "now", "random", "fs.readText", "fs.readBytes", "fs.writeText", "fs.writeBytes",
   "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
   "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask", "shell.exec", "sleep",
-  "events.emit", "events.next", "caps.request",
+  "events.emit", "events.next", "caps.request", "mem.put", "mem.get", "mem.list", "mem.delete", "checkpoint",
 ];
 
 impl Syscall {
@@ -117,17 +134,18 @@ impl Syscall {
         NAMES.join(", ")
       )));
     }
-    // Syscalls without arguments accept `null` or `{}`.
+    // Syscalls without arguments accept `null` or `{}`, and so do those whose arguments
+    // are all optional (`mem.list`).
     let args = match args {
       Value::Object(map) if map.is_empty() => Value::Null,
       other => other,
     };
-    let tagged = match args {
-      Value::Null => serde_json::json!({ "call": name }),
-      args => serde_json::json!({ "call": name, "args": args }),
+    let decoded = match args {
+      Value::Null => serde_json::from_value(serde_json::json!({ "call": name }))
+        .or_else(|_| serde_json::from_value(serde_json::json!({ "call": name, "args": {} }))),
+      args => serde_json::from_value(serde_json::json!({ "call": name, "args": args })),
     };
-    serde_json::from_value(tagged)
-      .map_err(|e| SyscallError::InvalidArgument(format!("{name}: invalid arguments: {e}")))
+    decoded.map_err(|e| SyscallError::InvalidArgument(format!("{name}: invalid arguments: {e}")))
   }
 
   /// Whether the audit log records this syscall. Audit is for decisions and side
@@ -174,6 +192,11 @@ impl Syscall {
       Syscall::Emit(_) => "events.emit",
       Syscall::Next(_) => "events.next",
       Syscall::CapsRequest(_) => "caps.request",
+      Syscall::MemPut(_) => "mem.put",
+      Syscall::MemGet(_) => "mem.get",
+      Syscall::MemList(_) => "mem.list",
+      Syscall::MemDelete(_) => "mem.delete",
+      Syscall::Checkpoint { .. } => "checkpoint",
     }
   }
 }
@@ -235,6 +258,11 @@ mod tests {
       ("events.emit", json!({"topic": "t", "payload": 1})),
       ("events.next", json!({"topic": "t"})),
       ("caps.request", json!({"capability": "fs.read", "reason": "why"})),
+      ("mem.put", json!({"key": "k", "value": 1})),
+      ("mem.get", json!({"key": "k"})),
+      ("mem.list", Value::Null),
+      ("mem.delete", json!({"key": "k", "ns": "team"})),
+      ("checkpoint", json!({"label": "before"})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

@@ -65,6 +65,69 @@ const MIGRATIONS: &[&str] = &[
      created_ms INTEGER NOT NULL,
      handled_ms INTEGER
    );",
+  // 3: durable state: the audit chain, the journal, blobs, Object Memory, checkpoints,
+  // images, topic events, and what a process needs to be resumed by another host.
+  "CREATE TABLE audit (
+     seq    INTEGER PRIMARY KEY,
+     record TEXT NOT NULL
+   );
+   CREATE TABLE blobs (
+     hash TEXT PRIMARY KEY,
+     size INTEGER NOT NULL,
+     data BLOB NOT NULL
+   );
+   CREATE TABLE journal (
+     pid         TEXT NOT NULL,
+     seq         INTEGER NOT NULL,
+     syscall     TEXT NOT NULL,
+     args_digest TEXT NOT NULL,
+     status      TEXT NOT NULL CHECK (status IN ('waiting', 'started', 'done')),
+     wait        TEXT,
+     result      TEXT,
+     result_blob TEXT REFERENCES blobs (hash),
+     at_ms       INTEGER NOT NULL,
+     PRIMARY KEY (pid, seq)
+   );
+   ALTER TABLE processes ADD COLUMN spec TEXT;
+   ALTER TABLE processes ADD COLUMN runtime TEXT;
+   CREATE TABLE memory (
+     ns         TEXT NOT NULL,
+     key        TEXT NOT NULL,
+     type       TEXT NOT NULL,
+     value      TEXT NOT NULL,
+     version    INTEGER NOT NULL,
+     creator    TEXT NOT NULL,
+     created_ms INTEGER NOT NULL,
+     updated_ms INTEGER NOT NULL,
+     PRIMARY KEY (ns, key)
+   );
+   CREATE TABLE checkpoints (
+     id          INTEGER PRIMARY KEY AUTOINCREMENT,
+     pid         TEXT NOT NULL,
+     label       TEXT,
+     journal_seq INTEGER NOT NULL,
+     memory      TEXT NOT NULL,
+     runtime     TEXT NOT NULL,
+     created_ms  INTEGER NOT NULL
+   );
+   CREATE TABLE images (
+     name      TEXT NOT NULL,
+     version   TEXT NOT NULL,
+     hash      TEXT NOT NULL,
+     manifest  TEXT NOT NULL,
+     dir       TEXT NOT NULL,
+     added_ms  INTEGER NOT NULL,
+     PRIMARY KEY (name, version)
+   );
+   CREATE TABLE events (
+     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+     root    TEXT NOT NULL,
+     topic   TEXT NOT NULL,
+     from_pid TEXT NOT NULL,
+     payload TEXT NOT NULL,
+     at_ms   INTEGER NOT NULL
+   );
+   CREATE INDEX events_topic ON events (root, topic, seq);",
 ];
 
 #[derive(Debug, thiserror::Error)]

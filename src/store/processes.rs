@@ -21,6 +21,13 @@ pub struct ProcessRow {
   pub host_pid: u32,
   pub started_ms: u64,
   pub ended_ms: Option<u64>,
+  /// What another host needs to start it again (written once).
+  #[serde(skip)]
+  pub spec: Option<serde_json::Value>,
+  /// Its state after its last journaled syscall (kept by the journal's commits; this
+  /// row only sets the first).
+  #[serde(skip)]
+  pub runtime: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +50,8 @@ fn process_row(row: &Row) -> rusqlite::Result<ProcessRow> {
     host_pid: row.get("host_pid")?,
     started_ms: row.get::<_, i64>("started_ms")? as u64,
     ended_ms: row.get::<_, Option<i64>>("ended_ms")?.map(|v| v as u64),
+    spec: row.get::<_, Option<String>>("spec")?.and_then(|e| serde_json::from_str(&e).ok()),
+    runtime: row.get::<_, Option<String>>("runtime")?.and_then(|e| serde_json::from_str(&e).ok()),
   })
 }
 
@@ -50,9 +59,11 @@ impl Db {
   pub fn upsert_process(&self, row: &ProcessRow) -> Result<(), StoreError> {
     self.write(|tx| {
       tx.execute(
-        "INSERT INTO processes (pid, parent, lineage, image, mode, state, exit, host_pid, started_ms, ended_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (pid) DO UPDATE SET state = excluded.state, exit = excluded.exit, ended_ms = excluded.ended_ms",
+        "INSERT INTO processes (pid, parent, lineage, image, mode, state, exit, host_pid, started_ms, ended_ms, spec, runtime)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (pid) DO UPDATE SET state = excluded.state, exit = excluded.exit, ended_ms = excluded.ended_ms,
+           host_pid = excluded.host_pid, spec = COALESCE(processes.spec, excluded.spec),
+           runtime = COALESCE(processes.runtime, excluded.runtime)",
         params![
           row.pid,
           row.parent,
@@ -64,6 +75,8 @@ impl Db {
           row.host_pid,
           row.started_ms as i64,
           row.ended_ms.map(|v| v as i64),
+          row.spec.as_ref().map(|v| v.to_string()),
+          row.runtime.as_ref().map(|v| v.to_string()),
         ],
       )
     })?;

@@ -20,17 +20,24 @@ fn verify(sandbox: &Sandbox) -> Run {
   Run::from(sandbox.alos().args(["audit", "verify"]).output().unwrap())
 }
 
+/// Tampers with the audit table the way someone with the `sqlite3` tool could.
 fn rewrite(sandbox: &Sandbox, edit: impl FnOnce(&mut Vec<String>)) {
-  let path = sandbox.path().join(".alos/audit.jsonl");
-  let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(str::to_string).collect();
+  let db = rusqlite::Connection::open(sandbox.path().join(".alos/alos.db")).unwrap();
+  let mut lines: Vec<String> = {
+    let mut stmt = db.prepare("SELECT record FROM audit ORDER BY seq").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+  };
   edit(&mut lines);
-  std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+  db.execute("DELETE FROM audit", []).unwrap();
+  for (index, line) in lines.iter().enumerate() {
+    db.execute("INSERT INTO audit (seq, record) VALUES (?1, ?2)", rusqlite::params![index as i64 + 1, line]).unwrap();
+  }
 }
 
 #[test]
 fn an_intact_log_verifies_and_shows() {
   let sandbox = logged_sandbox();
-  verify(&sandbox).expect_code(0).stdout_has("5 records, chain intact");
+  verify(&sandbox).expect_code(0).stdout_has("5 audit records, chain intact");
   let shown = Run::from(sandbox.alos().arg("audit").output().unwrap());
   shown.expect_code(0).stdout_has("fs.readText a.txt allow by grant").stdout_has("fs.writeText b.txt deny by no grant");
   let json = Run::from(sandbox.alos().args(["audit", "--json"]).output().unwrap());
@@ -43,7 +50,7 @@ fn an_intact_log_verifies_and_shows() {
 fn one_changed_byte_is_reported_at_its_line() {
   let sandbox = logged_sandbox();
   rewrite(&sandbox, |lines| lines[2] = lines[2].replacen("\"ok\"", "\"oK\"", 1).replacen("NotFound", "NotFounD", 1));
-  verify(&sandbox).expect_code(1).stderr_has("broken at line 3").stderr_has("edited");
+  verify(&sandbox).expect_code(1).stderr_has("broken at record 3").stderr_has("edited");
 }
 
 #[test]
@@ -52,14 +59,14 @@ fn a_deleted_record_is_reported() {
   rewrite(&sandbox, |lines| {
     lines.remove(1);
   });
-  verify(&sandbox).expect_code(1).stderr_has("broken at line 2").stderr_has("dropped");
+  verify(&sandbox).expect_code(1).stderr_has("broken at record 2").stderr_has("dropped");
 }
 
 #[test]
 fn swapped_records_are_reported() {
   let sandbox = logged_sandbox();
   rewrite(&sandbox, |lines| lines.swap(2, 3));
-  verify(&sandbox).expect_code(1).stderr_has("broken at line 3");
+  verify(&sandbox).expect_code(1).stderr_has("broken at record 3");
 }
 
 #[test]
@@ -75,7 +82,7 @@ fn concurrent_runs_extend_one_chain() {
     assert!(child.wait().unwrap().success());
   }
   // 4 × (spawn + 20 stats + exit).
-  verify(&sandbox).expect_code(0).stdout_has("88 records, chain intact");
+  verify(&sandbox).expect_code(0).stdout_has("88 audit records, chain intact");
 }
 
 #[test]

@@ -91,7 +91,12 @@ impl Sandbox {
 
   /// The audit log's records.
   pub fn audit(&self) -> Vec<Value> {
-    let text = std::fs::read_to_string(self.path().join(".alos/audit.jsonl")).unwrap_or_default();
+    let db = self.path().join(".alos/alos.db");
+    if !db.exists() {
+      return vec![];
+    }
+    let out = self.alos().args(["audit", "--json"]).output().expect("alos audit");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).expect("audit line is JSON")).collect()
   }
 }

@@ -4,10 +4,13 @@
 mod audit;
 mod common;
 mod confinement;
+mod durable;
 mod events;
 mod examples;
 mod human;
+mod images;
 mod limits;
+mod memory;
 mod net;
 mod processes;
 mod ps;

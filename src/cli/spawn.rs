@@ -1,0 +1,164 @@
+//! `alos spawn IMAGE[@VERSION]`: run a stored AgentImage as a root AgentProcess, the way
+//! `alos run` runs a script.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::location::Location;
+use super::run::host;
+use super::run::HostFlags;
+use super::usage_error;
+use crate::kernel::grant::GrantSource;
+use crate::kernel::image::list;
+use crate::kernel::image::within;
+use crate::kernel::image::Image;
+use crate::kernel::policy::Effect;
+use crate::kernel::process::ProcessLimits;
+use crate::kernel::ProcessSpec;
+use crate::provider::human::printable;
+use crate::store::images::ImageRow;
+use crate::store::Db;
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  alos image add examples/image/image.toml
+  alos spawn hello-image --goal 'greet the workspace'
+  alos spawn hello-image@0.1.0 --allow 'fs.write:out/**' --json -- --loud
+
+The process holds the image's grants plus each --allow, which must be within the image's
+capability ceiling (anything else is refused, never silently widened); allow rules of a
+--policy file must be within it too. Its policy is the image's ask/deny rules plus
+--ask, --deny and --policy. --timeout, --heap-mb and --max-syscalls can only lower the
+image's limits: a larger value is capped to the image's, with a note on stderr.
+
+Without @VERSION, the image's highest version (semver precedence) runs.
+
+Exit codes: 0 ok, 1 script error, 2 usage error, 3 permission denied, 4 limit exceeded.")]
+pub struct SpawnArgs {
+  /// The image: NAME (its highest version) or NAME@VERSION.
+  image: String,
+
+  /// What the process is asked to do; the script reads it as `libos.goal`.
+  #[arg(long, value_name = "TEXT")]
+  goal: Option<String>,
+
+  #[command(flatten)]
+  host: HostFlags,
+}
+
+pub fn spawn(args: SpawnArgs) -> u8 {
+  let mut flags = args.host;
+  let image = match find(&flags.location, &args.image) {
+    Ok(image) => image,
+    Err(e) => return usage_error(e),
+  };
+  let id = image.id();
+  let ceiling = &image.manifest.ceiling;
+
+  let outside: Vec<String> = flags.allow.iter().filter(|c| !within(ceiling, c)).map(|c| format!("--allow {c}")).collect();
+  if !outside.is_empty() {
+    return usage_error(format!(
+      "{} {} outside the capability ceiling of image {id} ({}); an image's process never holds more",
+      outside.join(", "),
+      if outside.len() == 1 { "is" } else { "are" },
+      list(ceiling)
+    ));
+  }
+  let mut policy = match flags.policy() {
+    Ok(policy) => policy,
+    Err(e) => return usage_error(e),
+  };
+  if let Some(rule) = policy.rules().iter().find(|r| r.effect == Effect::Allow && !within(ceiling, &r.capability)) {
+    return usage_error(format!(
+      "{} allows {}, outside the capability ceiling of image {id} ({})",
+      rule.source,
+      rule.capability,
+      list(ceiling)
+    ));
+  }
+  policy.extend(image.rules());
+
+  let limits = &image.manifest.limits;
+  let show_duration = |d: Duration| humantime::format_duration(d).to_string();
+  flags.timeout = at_most(flags.timeout, limits.timeout, "--timeout", &id, show_duration);
+  flags.heap_mb = at_most(flags.heap_mb, limits.heap_mb, "--heap-mb", &id, |n| n.to_string());
+  flags.max_syscalls = at_most(flags.max_syscalls, limits.max_syscalls, "--max-syscalls", &id, |n| n.to_string());
+
+  let mut grants = image.grants();
+  grants.extend(flags.allow.iter().map(|c| (c.clone(), GrantSource::Cli)));
+  host(&flags, policy, |kernel| {
+    kernel.start_root(ProcessSpec {
+      image: id.clone(),
+      entry: image.entry.clone(),
+      args: flags.args.clone(),
+      goal: args.goal,
+      grants,
+      limits: ProcessLimits { max_syscalls: flags.max_syscalls, ..ProcessLimits::default() },
+    })
+  })
+}
+
+/// The flag's value, but never above the image's limit (a larger one is capped, with a
+/// note); the image's limit when the flag is absent.
+fn at_most<T: PartialOrd + Copy>(flag: Option<T>, image: Option<T>, name: &str, id: &str, show: impl Fn(T) -> String) -> Option<T> {
+  match (flag, image) {
+    (Some(asked), Some(limit)) if asked > limit => {
+      eprintln!("note: {name} {} is above image {id}'s limit; using {}", show(asked), show(limit));
+      Some(limit)
+    }
+    (asked, limit) => asked.or(limit),
+  }
+}
+
+/// Looks `reference` (NAME or NAME@VERSION) up in the state directory and checks that the
+/// image still is what was added.
+fn find(location: &Location, reference: &str) -> Result<Image, String> {
+  let (name, version) = match reference.rsplit_once('@') {
+    Some((name, version)) => (name, Some(version)),
+    None => (reference, None),
+  };
+  let dir = location.state_dir()?;
+  let db = if dir.join("alos.db").is_file() { Some(Db::open(&dir).map_err(|e| e.to_string())?) } else { None };
+  let row = match (&db, version) {
+    (None, _) => None,
+    (Some(db), Some(version)) => db.image(name, version).map_err(|e| e.to_string())?,
+    (Some(db), None) => db.latest_image(name).map_err(|e| e.to_string())?,
+  };
+  let Some(row) = row else {
+    let all = match &db {
+      Some(db) => db.images().map_err(|e| e.to_string())?,
+      None => Vec::new(),
+    };
+    return Err(unknown(reference, name, &all));
+  };
+  let source = format!("{}@{} (from {})", row.name, row.version, row.dir);
+  let image = Image::open(row.manifest.clone(), PathBuf::from(&row.dir), &source)
+    .map_err(|e| format!("{e}\nIt was valid when added: has its directory changed? Add it again under a new version."))?;
+  if image.hash != row.hash {
+    return Err(format!(
+      "image {} has changed since it was added: its manifest or {} now hashes to {}, not {}; \
+       add the new content under a new version",
+      image.id(),
+      image.entry.display(),
+      image.hash,
+      row.hash
+    ));
+  }
+  Ok(image)
+}
+
+fn unknown(reference: &str, name: &str, all: &[ImageRow]) -> String {
+  let shown = printable(reference);
+  if all.is_empty() {
+    return format!("unknown image \"{shown}\": no images have been added here (add one with `alos image add FILE`)");
+  }
+  let versions: Vec<&str> = all.iter().filter(|r| r.name == name).map(|r| r.version.as_str()).collect();
+  if !versions.is_empty() {
+    return format!("unknown image \"{shown}\": {name} has the versions {}", versions.join(", "));
+  }
+  let ids: Vec<String> = all.iter().map(|r| format!("{}@{}", r.name, r.version)).collect();
+  format!("unknown image \"{shown}\"; the images here are: {}", ids.join(", "))
+}
