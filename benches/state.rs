@@ -45,6 +45,7 @@ use std::time::Instant;
 
 use alos::engine::IsolateLauncher;
 use alos::engine::IsolateLimits;
+use alos::engine::launcher::DEFAULT_MAX_ISOLATES;
 use alos::kernel::audit;
 use alos::kernel::audit::Actor;
 use alos::kernel::audit::AuditLog;
@@ -146,19 +147,35 @@ fn main() {
   }
 
   eprintln!("[4/4] hibernated processes (P={procs}; progress below)");
+  process_rows(&mut table, &mut notes, procs, live, window);
+
+  println!();
+  println!("{}", table.render());
+  for note in notes {
+    println!("- {note}");
+  }
+}
+
+/// A number a child reported (NaN when it is missing, which prints as n/a).
+fn num(report: &Value, key: &str) -> f64 {
+  report[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The rows of measurement 4, from its child processes and the Deno peer.
+fn process_rows(table: &mut Table, notes: &mut Vec<String>, procs: usize, live: usize, window: usize) {
   let hibernation = run_child("hibernate");
   let live_peer = if live > 0 { Some(run_child("live")) } else { None };
   let deno_peer = deno_waiting();
   match &hibernation {
     Ok(h) => {
-      let per = h["kib_per_process"].as_f64().unwrap_or(f64::NAN);
+      let per = num(h, "kib_per_process");
       let what = format!("Memory per hibernated process (bench VmRSS growth / P, P={procs})");
       match &live_peer {
         Some(Ok(l)) => table.row(
           &what,
           Fig::kib(per),
           &format!("a live alos isolate waiting (sleeping below the hibernation threshold), {live} of them"),
-          Some(Fig::kib(l["kib_per_process"].as_f64().unwrap_or(f64::NAN))),
+          Some(Fig::kib(num(l, "kib_per_process"))),
         ),
         Some(Err(e)) => table.row(&what, Fig::kib(per), &format!("live alos isolates: failed: {e}"), None),
         None => table.row(&what, Fig::kib(per), "live alos isolates: skipped (ALOS_BENCH_LIVE=0)", None),
@@ -180,7 +197,7 @@ fn main() {
         }
         Err(e) => table.row("  the same, against Deno", Fig::kib(per), &format!("peer unavailable: {e}"), None),
       }
-      let trimmed = h["kib_per_process_trimmed"].as_f64().unwrap_or(f64::NAN);
+      let trimmed = num(h, "kib_per_process_trimmed");
       table.row(
         "  the same, after `malloc_trim(0)`",
         Fig::kib(trimmed),
@@ -189,34 +206,34 @@ fn main() {
       );
       table.row(
         &format!("Resume, all P (answers from {window} threads → every process exited)"),
-        Fig::secs(h["resume_total_s"].as_f64().unwrap_or(f64::NAN)),
+        Fig::secs(num(h, "resume_total_s")),
         "(no peer)",
         None,
       );
       table.row(
         "Resume latency per process, p50 (answer recorded → exited)",
-        Fig::ms(h["resume_p50_ms"].as_f64().unwrap_or(f64::NAN)),
+        Fig::ms(num(h, "resume_p50_ms")),
         "cold start of a script that exits at once (`start_root` → exited), p50",
-        Some(Fig::ms(h["cold_p50_ms"].as_f64().unwrap_or(f64::NAN))),
+        Some(Fig::ms(num(h, "cold_p50_ms"))),
       );
       table.row(
         "Resume latency per process, p99",
-        Fig::ms(h["resume_p99_ms"].as_f64().unwrap_or(f64::NAN)),
+        Fig::ms(num(h, "resume_p99_ms")),
         "cold start, p99",
-        Some(Fig::ms(h["cold_p99_ms"].as_f64().unwrap_or(f64::NAN))),
+        Some(Fig::ms(num(h, "cold_p99_ms"))),
       );
       notes.push(format!(
         "Hibernation: {} processes hibernated in {:.1} s; bench VmRSS {} → {} KiB ({} KiB after malloc_trim), {} threads left.",
         h["procs"],
-        h["hibernate_s"].as_f64().unwrap_or(f64::NAN),
+        num(h, "hibernate_s"),
         h["rss_before_kib"],
         h["rss_after_kib"],
         h["rss_trimmed_kib"],
         h["threads_after"],
       ));
       notes.push(
-        "Resume: a hibernated process is woken by the kernel's host loop, which looks every 150 ms, then its \
-         isolate starts again and replays its journal; its latency includes that wait."
+        "Resume: a hibernated process is woken by the kernel's host loop, which polls, then its isolate starts \
+         again and replays its journal; its latency includes up to one poll period."
           .to_string(),
       );
     }
@@ -224,12 +241,6 @@ fn main() {
   }
   if let Ok(d) = &deno_peer {
     notes.push(format!("Deno peer: {} processes measured, {}.", d.samples, d.binary.display()));
-  }
-
-  println!();
-  println!("{}", table.render());
-  for note in notes {
-    println!("- {note}");
   }
 }
 
@@ -581,7 +592,8 @@ fn open_host(name: &str) -> Res<Host> {
     shell_path: vec![],
     max_read_bytes: 64 << 20,
   })?;
-  kernel.set_launcher(Arc::new(IsolateLauncher::new(IsolateLimits { heap_bytes: None, wall_time: None }, &[], alos::engine::launcher::DEFAULT_MAX_ISOLATES)));
+  let limits = IsolateLimits { heap_bytes: None, wall_time: None };
+  kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, &[], DEFAULT_MAX_ISOLATES)));
   let db = Arc::new(Db::open(&state_dir).map_err(|e| e.to_string())?);
   Ok(Host { kernel, db, state_dir, workspace, _dir: dir })
 }
@@ -815,7 +827,7 @@ fn deno_waiting() -> Res<DenoFigures> {
     .arg("--version")
     .output()
     .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-  let version = String::from_utf8_lossy(&version.stdout).lines().next().unwrap_or("deno ?").trim_start_matches("deno ").to_string();
+  let version = String::from_utf8_lossy(&version.stdout).split_whitespace().nth(1).unwrap_or("?").to_string();
   let dir = temp_dir("deno")?;
   let script = dir.path().join("wait.js");
   std::fs::write(
