@@ -9,7 +9,7 @@
 //! | audit verify | `audit::verify` | JSON-parsing the same lines (no chain) |
 //! | Object Memory put / get | `Db::mem_write` / `Db::mem_get` | raw `INSERT OR REPLACE` / `SELECT` |
 //! | memory per hibernated process | bench RSS growth / P | a live waiting alos isolate; a waiting Deno process |
-//! | resume latency | answer → exit, per process | a cold start of the same script |
+//! | resume latency | answer → exit, per process | a cold start of a script that exits at once |
 //!
 //! Environment knobs (all optional):
 //!
@@ -28,7 +28,6 @@
 //! with `ALOS_BENCH_CHILD`), so memory one measurement frees cannot be reused by the next.
 //! Without `--bench` (as `cargo test --all-targets` runs it) it only says how to run it.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufRead;
 use std::io::Write;
@@ -43,9 +42,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use std::time::Instant;
 
+use alos::engine::launcher::DEFAULT_MAX_ISOLATES;
 use alos::engine::IsolateLauncher;
 use alos::engine::IsolateLimits;
-use alos::engine::launcher::DEFAULT_MAX_ISOLATES;
 use alos::kernel::audit;
 use alos::kernel::audit::Actor;
 use alos::kernel::audit::AuditLog;
@@ -77,6 +76,8 @@ use serde_json::Value;
 type Res<T> = Result<T, String>;
 
 const CHILD_ENV: &str = "ALOS_BENCH_CHILD";
+/// Where a child puts its temporary state (inside the parent's, which removes it).
+const CHILD_DIR_ENV: &str = "ALOS_BENCH_CHILD_DIR";
 const RESULT_PREFIX: &str = "ALOS_BENCH_RESULT ";
 
 fn main() {
@@ -204,32 +205,57 @@ fn process_rows(table: &mut Table, notes: &mut Vec<String>, procs: usize, live: 
         "(no peer: what glibc kept of the freed isolates, returned)",
         None,
       );
-      table.row(
-        &format!("Resume, all P (answers from {window} threads → every process exited)"),
-        Fig::secs(num(h, "resume_total_s")),
-        "(no peer)",
-        None,
-      );
-      table.row(
-        "Resume latency per process, p50 (answer recorded → exited)",
-        Fig::ms(num(h, "resume_p50_ms")),
-        "cold start of a script that exits at once (`start_root` → exited), p50",
-        Some(Fig::ms(num(h, "cold_p50_ms"))),
-      );
-      table.row(
-        "Resume latency per process, p99",
-        Fig::ms(num(h, "resume_p99_ms")),
-        "cold start, p99",
-        Some(Fig::ms(num(h, "cold_p99_ms"))),
-      );
+      match h["resume_error"].as_str() {
+        Some(e) => table.failed("Resume of all P", e),
+        None => {
+          table.row(
+            &format!("Resume, all P (answers from {window} threads → every process exited)"),
+            Fig::secs(num(h, "resume_total_s")),
+            "(no peer)",
+            None,
+          );
+          table.row(
+            "Resume latency per process, p50 (answer recorded → exited)",
+            Fig::ms(num(h, "resume_p50_ms")),
+            "cold start of a script that exits at once (`start_root` → exited), p50",
+            Some(Fig::ms(num(h, "cold_p50_ms"))),
+          );
+          table.row(
+            "Resume latency per process, p99",
+            Fig::ms(num(h, "resume_p99_ms")),
+            "cold start, p99",
+            Some(Fig::ms(num(h, "cold_p99_ms"))),
+          );
+        }
+      }
+      let fds: Vec<f64> = h["fds"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+      if let [before, hibernated, ..] = fds[..] {
+        let per = (hibernated - before) / procs as f64;
+        if per >= 0.5 {
+          let kept = match fds.get(2) {
+            Some(after) if *after >= hibernated => format!(", and were {after} after the resumes: none is closed"),
+            _ => String::new(),
+          };
+          notes.push(format!(
+            "Open file descriptors grew by {per:.2} per hibernated process ({before} → {hibernated}){kept}; \
+             the limit here is {}.",
+            h["fd_limit"]
+          ));
+        }
+      }
+      if let Some(e) = h["cold_error"].as_str() {
+        notes.push(format!("Cold starts failed: {e}"));
+      }
       notes.push(format!(
-        "Hibernation: {} processes hibernated in {:.1} s; bench VmRSS {} → {} KiB ({} KiB after malloc_trim), {} threads left.",
+        "Hibernation: {} processes hibernated in {:.1} s; bench VmRSS {} → {} KiB ({} KiB after malloc_trim), \
+         {} threads left; open fds before / hibernated / after the resumes: {}.",
         h["procs"],
         num(h, "hibernate_s"),
         h["rss_before_kib"],
         h["rss_after_kib"],
         h["rss_trimmed_kib"],
         h["threads_after"],
+        h["fds"],
       ));
       notes.push(
         "Resume: a hibernated process is woken by the kernel's host loop, which polls, then its isolate starts \
@@ -539,16 +565,20 @@ fn child_main(which: &str) {
   };
   println!("{RESULT_PREFIX}{line}");
   let _ = std::io::stdout().flush();
-  // Leave without running the engine's static destructors under live isolate threads.
+  // SAFETY: ends the process at once, without running the engine's static destructors
+  // under isolate threads that may still be live; stdout is flushed above.
   unsafe { libc::_exit(0) };
 }
 
-/// Runs this binary again as child `which`; its figures come back as one JSON line.
+/// Runs this binary again as child `which`; its figures come back as one JSON line. Its
+/// state goes in a directory removed here when it is over, however it ended.
 fn run_child(which: &str) -> Res<Value> {
   let exe = std::env::current_exe().map_err(io)?;
+  let state = temp_dir(which)?;
   let out = Command::new(exe)
     .arg("--bench")
     .env(CHILD_ENV, which)
+    .env(CHILD_DIR_ENV, state.path())
     .stdin(Stdio::null())
     .stderr(Stdio::inherit())
     .output()
@@ -629,24 +659,50 @@ impl Host {
   }
 }
 
+/// Hibernates P processes and reads the memory they take, then resumes them all and
+/// cold-starts a few for comparison. The memory figures stand even if a later part fails
+/// (that part's error is reported in their place).
 fn hibernation(procs: usize, window: usize) -> Res<Value> {
   let host = Arc::new(open_host("hibernate")?);
+  let mut report = hibernate_all(&host, procs, window)?;
+  match resume_all(&host, procs, window) {
+    Ok(figures) => merge(&mut report, figures),
+    Err(e) => report["resume_error"] = json!(e),
+  }
+  if let Some(fds) = report["fds"].as_array_mut() {
+    fds.push(json!(open_fds()));
+  }
+  match cold_starts(&host, procs.clamp(1, 50)) {
+    Ok(figures) => merge(&mut report, figures),
+    Err(e) => report["cold_error"] = json!(e),
+  }
+  Ok(report)
+}
+
+fn merge(into: &mut Value, from: Value) {
+  if let (Some(into), Value::Object(from)) = (into.as_object_mut(), from) {
+    into.extend(from);
+  }
+}
+
+fn hibernate_all(host: &Arc<Host>, procs: usize, window: usize) -> Res<Value> {
   let threads_idle = threads();
   host.warm_up()?;
   settle_threads(threads_idle, Duration::from_secs(10));
   let rss_before = vm_rss_kib("self")?;
+  let fds_before = open_fds();
 
   // Start P processes, `window` at a time; each worker starts one and waits until its
   // row says it hibernated (its question is in the queue and its isolate is stopped).
   let started = Instant::now();
-  let done = run_pool(procs, window, "hibernated", {
+  run_pool(procs, window, "hibernated", {
     let host = host.clone();
     move |_| {
       let pid = host.start("wait.ts", &["human.ask"])?;
       loop {
         let state = host.state_of(&pid)?;
         if state.starts_with("hibernated") {
-          return Ok((pid, 0.0));
+          return Ok(());
         }
         if state == "exited" {
           return Err(format!("{pid} exited instead of hibernating: {:?}", host.db.process(&pid).ok().flatten().and_then(|r| r.exit)));
@@ -656,7 +712,6 @@ fn hibernation(procs: usize, window: usize) -> Res<Value> {
     }
   })?;
   let hibernate_s = started.elapsed().as_secs_f64();
-  let pids: Vec<String> = done.into_iter().map(|(pid, _)| pid).collect();
   let hibernated = host.db.processes().map_err(|e| e.to_string())?.iter().filter(|r| r.state.starts_with("hibernated")).count();
   if hibernated != procs {
     return Err(format!("{hibernated} of {procs} processes are hibernated"));
@@ -665,49 +720,17 @@ fn hibernation(procs: usize, window: usize) -> Res<Value> {
   // The host loop's thread stays (it wakes hibernated processes).
   let threads_after = settle_threads(threads_idle + 1, Duration::from_secs(60));
   let rss_after = vm_rss_kib("self")?;
+  let fds_hibernated = open_fds();
   // SAFETY: malloc_trim only returns free heap memory to the system.
   #[cfg(target_env = "gnu")]
   unsafe {
     libc::malloc_trim(0);
   }
   let rss_trimmed = vm_rss_kib("self")?;
-  progress(&format!("  {procs} hibernated in {hibernate_s:.1} s; VmRSS {rss_before} → {rss_after} KiB ({rss_trimmed} trimmed)"));
-
-  // Answer every question from `window` threads, like humans at terminals would
-  // (`alos approve`), and time each process from its answer being recorded to its exit.
-  let requests = host.db.pending_requests().map_err(|e| e.to_string())?;
-  if requests.len() != procs {
-    return Err(format!("{} questions are pending, {procs} were expected", requests.len()));
-  }
-  let requests = Arc::new(Mutex::new(requests.into_iter()));
-  let started = Instant::now();
-  let resumed = run_pool(procs, window, "resumed", {
-    let host = host.clone();
-    move |_| {
-      let request = requests.lock().unwrap().next().ok_or("ran out of questions")?;
-      alos::kernel::human::answer(&host.state_dir, &request.id, Answer::Value("yes".into()), "bench", SystemClock.now_ms())?;
-      let answered = Instant::now();
-      match host.kernel.wait_exit(&request.pid) {
-        Some(ExitStatus::Ok { result }) if result == json!("yes") => Ok((request.pid, answered.elapsed().as_secs_f64() * 1e3)),
-        other => Err(format!("{} ended {other:?} after its answer", request.pid)),
-      }
-    }
-  })?;
-  let resume_total_s = started.elapsed().as_secs_f64();
-  let mut latencies: Vec<f64> = resumed.iter().map(|(_, ms)| *ms).collect();
-  let resumed_pids: HashSet<&String> = resumed.iter().map(|(pid, _)| pid).collect();
-  if let Some(missed) = pids.iter().find(|p| !resumed_pids.contains(p)) {
-    return Err(format!("{missed} was never resumed"));
-  }
-
-  // The peer of a resume: a cold start of a script that exits at once.
-  let mut cold = vec![];
-  for _ in 0..procs.clamp(1, 50) {
-    let start = Instant::now();
-    let pid = host.start("cold.ts", &[])?;
-    host.kernel.wait_exit(&pid);
-    cold.push(start.elapsed().as_secs_f64() * 1e3);
-  }
+  progress(&format!(
+    "  {procs} hibernated in {hibernate_s:.1} s; VmRSS {rss_before} → {rss_after} KiB ({rss_trimmed} trimmed); \
+     open fds {fds_before} → {fds_hibernated}"
+  ));
   Ok(json!({
     "procs": procs,
     "hibernate_s": hibernate_s,
@@ -715,14 +738,53 @@ fn hibernation(procs: usize, window: usize) -> Res<Value> {
     "rss_after_kib": rss_after,
     "rss_trimmed_kib": rss_trimmed,
     "threads_after": threads_after,
+    "fds": [fds_before, fds_hibernated],
+    "fd_limit": fd_limit(),
     "kib_per_process": (rss_after as f64 - rss_before as f64) / procs as f64,
     "kib_per_process_trimmed": (rss_trimmed as f64 - rss_before as f64) / procs as f64,
-    "resume_total_s": resume_total_s,
+  }))
+}
+
+/// Answers every question from `window` threads, like humans at terminals would
+/// (`alos approve`), and times each process from its answer being recorded to its exit.
+fn resume_all(host: &Arc<Host>, procs: usize, window: usize) -> Res<Value> {
+  let requests = host.db.pending_requests().map_err(|e| e.to_string())?;
+  if requests.len() != procs {
+    return Err(format!("{} questions are pending, {procs} were expected", requests.len()));
+  }
+  let requests = Arc::new(Mutex::new(requests.into_iter()));
+  let started = Instant::now();
+  let mut latencies = run_pool(procs, window, "resumed", {
+    let host = host.clone();
+    move |_| {
+      let request = requests.lock().unwrap_or_else(|e| e.into_inner()).next().ok_or("ran out of questions")?;
+      alos::kernel::human::answer(&host.state_dir, &request.id, Answer::Value("yes".into()), "bench", SystemClock.now_ms())?;
+      let answered = Instant::now();
+      match host.kernel.wait_exit(&request.pid) {
+        Some(ExitStatus::Ok { result }) if result == json!("yes") => Ok(answered.elapsed().as_secs_f64() * 1e3),
+        other => Err(format!("{} ended {other:?} after its answer", request.pid)),
+      }
+    }
+  })?;
+  Ok(json!({
+    "resume_total_s": started.elapsed().as_secs_f64(),
     "resume_p50_ms": percentile(&mut latencies, 0.50),
     "resume_p99_ms": percentile(&mut latencies, 0.99),
-    "cold_p50_ms": percentile(&mut cold, 0.50),
-    "cold_p99_ms": percentile(&mut cold, 0.99),
   }))
+}
+
+/// The peer of a resume: a cold start of a script that exits at once, one at a time.
+fn cold_starts(host: &Host, count: usize) -> Res<Value> {
+  let mut cold = vec![];
+  for _ in 0..count {
+    let start = Instant::now();
+    let pid = host.start("cold.ts", &[])?;
+    match host.kernel.wait_exit(&pid) {
+      Some(ExitStatus::Ok { .. }) => cold.push(start.elapsed().as_secs_f64() * 1e3),
+      other => return Err(format!("a cold start ended {other:?}")),
+    }
+  }
+  Ok(json!({ "cold_p50_ms": percentile(&mut cold, 0.50), "cold_p99_ms": percentile(&mut cold, 0.99) }))
 }
 
 /// The in-process peer: the same number of bytes per process when a waiting process
@@ -773,8 +835,11 @@ fn run_pool<T: Send + 'static>(
         return;
       }
       let result = job(i);
-      let failed = result.is_err();
-      if tx.send(result).is_err() || failed {
+      if result.is_err() {
+        // No worker takes another job.
+        next.fetch_add(total, std::sync::atomic::Ordering::SeqCst);
+      }
+      if tx.send(result).is_err() {
         return;
       }
     });
@@ -784,11 +849,11 @@ fn run_pool<T: Send + 'static>(
   let mut last_report = Instant::now();
   let mut out = Vec::with_capacity(total);
   for result in rx {
-    out.push(result?);
+    out.push(result.map_err(|e| format!("{e} (after {} of {total} {what})", out.len()))?);
     if last_report.elapsed() >= Duration::from_secs(5) || out.len() == total {
       last_report = Instant::now();
       let rate = out.len() as f64 / started.elapsed().as_secs_f64();
-      progress(&format!("  {what} {}/{total} ({rate:.0}/s)", out.len()));
+      progress(&format!("  {what} {}/{total} ({rate:.0}/s, {} open fds)", out.len(), open_fds()));
     }
   }
   if out.len() != total {
@@ -892,7 +957,8 @@ fn bench_dir() -> PathBuf {
 }
 
 fn temp_dir(name: &str) -> Res<tempfile::TempDir> {
-  tempfile::Builder::new().prefix(&format!("{name}-")).tempdir_in(bench_dir()).map_err(io)
+  let root = std::env::var_os(CHILD_DIR_ENV).map(PathBuf::from).unwrap_or_else(bench_dir);
+  tempfile::Builder::new().prefix(&format!("{name}-")).tempdir_in(root).map_err(io)
 }
 
 /// A connection with the pragmas `Db::open` sets.
@@ -951,6 +1017,22 @@ fn threads() -> usize {
     .ok()
     .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok()))
     .unwrap_or(0)
+}
+
+/// The soft limit on open file descriptors (`ulimit -n`).
+fn fd_limit() -> libc::rlim_t {
+  let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+  // SAFETY: getrlimit writes into the struct we pass.
+  if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+    limit.rlim_cur
+  } else {
+    0
+  }
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+  std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
 /// Waits until this process has at most `target` threads, or their count has not
@@ -1047,6 +1129,12 @@ fn group_thousands(number: &str) -> String {
   }
 }
 
+/// A ratio with two significant digits at least (0.63, 0.0081).
+fn ratio(r: f64) -> String {
+  let decimals = if r > 0.0 { (1 - r.log10().floor() as i64).max(2) as usize } else { 2 };
+  format!("{r:.decimals$}")
+}
+
 #[derive(Default)]
 struct Table {
   rows: Vec<[String; 5]>,
@@ -1055,7 +1143,7 @@ struct Table {
 impl Table {
   fn row(&mut self, what: &str, alos: Fig, peer: &str, peer_fig: Option<Fig>) {
     let ratio = match peer_fig {
-      Some(p) if p.value.is_finite() && p.value != 0.0 && alos.value.is_finite() => format!("{:.2}", alos.value / p.value),
+      Some(p) if p.value.is_finite() && p.value != 0.0 && alos.value.is_finite() => ratio(alos.value / p.value),
       _ => "—".into(),
     };
     self.rows.push([
