@@ -10,11 +10,7 @@ use super::location::Location;
 use super::run::host;
 use super::run::HostFlags;
 use super::usage_error;
-use crate::kernel::grant::GrantSource;
-use crate::kernel::image::list;
-use crate::kernel::image::within;
 use crate::kernel::image::Image;
-use crate::kernel::policy::Effect;
 use crate::kernel::process::ProcessLimits;
 use crate::kernel::ProcessSpec;
 use crate::provider::human::printable;
@@ -56,30 +52,14 @@ pub fn spawn(args: SpawnArgs) -> u8 {
     Err(e) => return usage_error(e),
   };
   let id = image.id();
-  let ceiling = &image.manifest.ceiling;
-
-  let outside: Vec<String> = flags.allow.iter().filter(|c| !within(ceiling, c)).map(|c| format!("--allow {c}")).collect();
-  if !outside.is_empty() {
-    return usage_error(format!(
-      "{} {} outside the capability ceiling of image {id} ({}); an image's process never holds more",
-      outside.join(", "),
-      if outside.len() == 1 { "is" } else { "are" },
-      list(ceiling)
-    ));
-  }
-  let mut policy = match flags.policy() {
+  let policy = match flags.policy() {
     Ok(policy) => policy,
     Err(e) => return usage_error(e),
   };
-  if let Some(rule) = policy.rules().iter().find(|r| r.effect == Effect::Allow && !within(ceiling, &r.capability)) {
-    return usage_error(format!(
-      "{} allows {}, outside the capability ceiling of image {id} ({})",
-      rule.source,
-      rule.capability,
-      list(ceiling)
-    ));
-  }
-  policy.extend(image.rules());
+  let (grants, policy) = match image.authorize(&flags.allow, policy) {
+    Ok(authority) => authority,
+    Err(e) => return usage_error(e),
+  };
 
   let limits = &image.manifest.limits;
   let show_duration = |d: Duration| humantime::format_duration(d).to_string();
@@ -87,8 +67,6 @@ pub fn spawn(args: SpawnArgs) -> u8 {
   flags.heap_mb = at_most(flags.heap_mb, limits.heap_mb, "--heap-mb", &id, |n| n.to_string());
   flags.max_syscalls = at_most(flags.max_syscalls, limits.max_syscalls, "--max-syscalls", &id, |n| n.to_string());
 
-  let mut grants = image.grants();
-  grants.extend(flags.allow.iter().map(|c| (c.clone(), GrantSource::Cli)));
   host(&flags, policy, |kernel| {
     kernel.start_root(ProcessSpec {
       image: id.clone(),

@@ -36,6 +36,7 @@ use super::audit::digest;
 use super::capability::Capability;
 use super::grant::GrantSource;
 use super::policy::Effect;
+use super::policy::Policy;
 use super::policy::Rule;
 use super::policy::RuleSource;
 use crate::store::images::parse_version;
@@ -486,9 +487,28 @@ impl Image {
     deny.chain(ask).map(|(effect, c)| Rule::new(effect, c.clone(), source.clone())).collect()
   }
 
-  /// What a process of this image is granted at spawn.
-  pub fn grants(&self) -> Vec<(Capability, GrantSource)> {
-    self.manifest.grant.iter().map(|c| (c.clone(), GrantSource::Image(self.id()))).collect()
+  /// What a process of this image starts with, given what the command line adds: the
+  /// image's grants plus `allow`, and `policy` with the image's rules. Anything beyond
+  /// the capability ceiling — an `allow`, or an allow rule of the policy — is refused,
+  /// never silently widened.
+  pub fn authorize(&self, allow: &[Capability], mut policy: Policy) -> Result<(Vec<(Capability, GrantSource)>, Policy), String> {
+    let (id, ceiling) = (self.id(), &self.manifest.ceiling);
+    let outside: Vec<String> = allow.iter().filter(|c| !within(ceiling, c)).map(|c| format!("--allow {c}")).collect();
+    if !outside.is_empty() {
+      return Err(format!(
+        "{} {} outside the capability ceiling of image {id} ({}); an image's process never holds more",
+        outside.join(", "),
+        if outside.len() == 1 { "is" } else { "are" },
+        list(ceiling)
+      ));
+    }
+    if let Some(rule) = policy.rules().iter().find(|r| r.effect == Effect::Allow && !within(ceiling, &r.capability)) {
+      return Err(format!("{} allows {}, outside the capability ceiling of image {id} ({})", rule.source, rule.capability, list(ceiling)));
+    }
+    policy.extend(self.rules());
+    let image = self.manifest.grant.iter().map(|c| (c.clone(), GrantSource::Image(id.clone())));
+    let cli = allow.iter().map(|c| (c.clone(), GrantSource::Cli));
+    Ok((image.chain(cli).collect(), policy))
   }
 }
 
@@ -703,7 +723,7 @@ retries = 3
       image.rules(),
       [Rule::new(Effect::Deny, cap("fs.read:secrets/**"), source.clone()), Rule::new(Effect::Ask, cap("fs.write:**"), source)]
     );
-    assert_eq!(image.grants(), [(cap("fs.read:**"), GrantSource::Image("coding-agent@1.0.0".into()))]);
+    assert_eq!(image.authorize(&[], Policy::default()).unwrap().0, [(cap("fs.read:**"), GrantSource::Image("coding-agent@1.0.0".into()))]);
     let missing = Image::load(&dir.path().join("nope.toml")).unwrap_err();
     assert!(missing.to_string().contains("cannot read"), "{missing}");
   }
