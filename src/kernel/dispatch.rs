@@ -189,7 +189,7 @@ impl Kernel {
       })));
     }
     // An Object Memory write is made in the transaction that journals and audits it.
-    if let (Some(write), Some(step)) = (self.memory_write(pid, &call)?, &trace.step) {
+    if let (Some(write), Some(step)) = (memory_write(&call, pid, self.0.clock.now_ms())?, &trace.step) {
       audit(access.request.as_ref(), verdict, decided_by, "ok".into())?;
       let outcome = self.journal_commit(&trace, JournalStatus::Done, None, None, Some(write.clone()))?;
       step.mark_settled();
@@ -469,10 +469,12 @@ impl Kernel {
       Syscall::CapsList => Ok(self.caps_list(pid)),
       Syscall::CapsDrop { capability } => self.caps_drop(pid, capability),
       Syscall::Checkpoint { label } => self.checkpoint(pid, label.as_deref(), seq),
-      Syscall::MemPut(args) => self.mem_put(pid, args),
       Syscall::MemGet(args) => self.mem_get(pid, args),
       Syscall::MemList(args) => self.mem_list(pid, args),
-      Syscall::MemDelete(args) => self.mem_delete(pid, args),
+      // Made by `run_call` in the transaction that journals it.
+      Syscall::MemPut(_) | Syscall::MemDelete(_) => {
+        Err(SyscallError::InvalidArgument(format!("{} is made with its journal record", call.name())))
+      }
       // Dispatched by `waiting()` before it gets here.
       Syscall::Emit(args) => self.emit(pid, args.clone()),
       Syscall::ProcWait { .. }
@@ -639,6 +641,16 @@ fn resolve(call: &Syscall, pid: &str, cwd: &WsPath) -> Result<Access, SyscallErr
   })?;
   let request = Request { kind, resource: path.as_str().to_string() };
   Ok(Access { request: Some(request), path: Some(path) })
+}
+
+/// The Object Memory write a syscall makes, validated, for `run_call` to make in the same
+/// transaction as its journal and audit records.
+fn memory_write(call: &Syscall, pid: &str, now_ms: u64) -> Result<Option<crate::store::memory::MemWrite>, SyscallError> {
+  Ok(match call {
+    Syscall::MemPut(args) => Some(args.write(pid, pid, now_ms)?),
+    Syscall::MemDelete(args) => Some(args.write(pid)?),
+    _ => None,
+  })
 }
 
 /// What an approval or one-shot grant is bound to: the syscall and its full operands.

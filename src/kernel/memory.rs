@@ -253,27 +253,6 @@ pub(super) fn conflict_error(write: &MemWrite, c: MemConflict) -> SyscallError {
 }
 
 impl Kernel {
-  pub(super) fn mem_put(&self, pid: &str, args: &PutArgs) -> Result<Value, SyscallError> {
-    let write = self.put_write(pid, args)?;
-    let outcome = self.0.db.mem_write(&write).map_err(|e| store_error("mem.put", e))?;
-    outcome.map_err(|c| conflict_error(&write, c))
-  }
-
-  fn put_write(&self, pid: &str, args: &PutArgs) -> Result<MemWrite, SyscallError> {
-    args.write(pid, pid, self.0.clock.now_ms())
-  }
-
-  /// The Object Memory write a syscall makes, validated, for the journal to perform in
-  /// the same transaction as its record.
-  pub(super) fn memory_write(&self, pid: &str, call: &super::syscall::Syscall) -> Result<Option<MemWrite>, SyscallError> {
-    use super::syscall::Syscall;
-    Ok(match call {
-      Syscall::MemPut(args) => Some(self.put_write(pid, args)?),
-      Syscall::MemDelete(args) => Some(args.write(pid)?),
-      _ => None,
-    })
-  }
-
   /// The object, or `null` if there is none.
   pub(super) fn mem_get(&self, pid: &str, args: &GetArgs) -> Result<Value, SyscallError> {
     let ns = args.checked(pid)?;
@@ -286,12 +265,6 @@ impl Kernel {
     let prefix = args.prefix.as_deref().unwrap_or("");
     let entries = self.0.db.mem_list(Some(&ns), prefix, LIST_LIMIT, LIST_VALUE_BYTES).map_err(|e| store_error("mem.list", e))?;
     Ok(serde_json::to_value(entries).unwrap_or(Value::Null))
-  }
-
-  pub(super) fn mem_delete(&self, pid: &str, args: &DeleteArgs) -> Result<Value, SyscallError> {
-    let write = args.write(pid)?;
-    let outcome = self.0.db.mem_write(&write).map_err(|e| store_error("mem.delete", e))?;
-    outcome.map_err(|c| conflict_error(&write, c))
   }
 }
 
