@@ -161,11 +161,17 @@ impl Kernel {
       .filter(|p| matches!(p.state(), State::Hibernated(_)))
       .filter_map(|p| Some((p.pid.clone(), p.wake.clone()?, p.lineage[0].clone())))
       .collect();
+    if sleeping.is_empty() {
+      return;
+    }
+    // One read for every process waiting on a human, however many there are.
+    let pending: std::collections::HashMap<String, Option<u64>> = match self.0.db.pending_requests() {
+      Ok(requests) => requests.into_iter().map(|r| (r.id, r.deadline_ms)).collect(),
+      Err(e) => return tracing::warn!("cannot read the human queue: {e}"),
+    };
     for (pid, wake, root) in sleeping {
       let ready = match &wake {
-        Wake::Request { id } => {
-          self.0.db.request(id).ok().flatten().is_none_or(|r| r.status != "pending" || r.deadline_ms.is_some_and(|d| now >= d))
-        }
+        Wake::Request { id } => pending.get(id).is_none_or(|deadline| deadline.is_some_and(|d| now >= d)),
         Wake::At { ms } => now >= *ms,
         Wake::Event { topic, after } => self.0.db.event_after(&root, topic, *after).ok().flatten().is_some(),
         Wake::Host => false,

@@ -261,10 +261,7 @@ impl Kernel {
         self.0.effects.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
       }
     }
-    match self.journal_commit(trace, JournalStatus::Done, None, Some(&result), None) {
-      Ok(_) => result,
-      Err(e) => Err(e),
-    }
+    self.journal_commit(trace, JournalStatus::Done, None, Some(&result), None).and(result)
   }
 
   /// Journals what `run_call` made of a syscall: a result now, or, for one that waits,
