@@ -71,6 +71,9 @@ pub enum Outcome {
 pub struct Stopper {
   handle: v8::IsolateHandle,
   cause: Arc<Mutex<Option<Termination>>>,
+  /// The isolate's event loop, to wake it when it idles on a pending op: terminating
+  /// execution alone does not reach a loop that has no JavaScript to run.
+  event_loop: Arc<Mutex<Option<std::task::Waker>>>,
 }
 
 impl Stopper {
@@ -86,6 +89,9 @@ impl Stopper {
     }
     drop(cause);
     self.handle.terminate_execution();
+    if let Some(waker) = self.event_loop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+      waker.wake();
+    }
   }
 
   fn cause(&self) -> Option<Termination> {
@@ -177,7 +183,11 @@ fn run(
     let caller = Caller { pid: spec.pid.clone(), broker: spec.broker };
     let mut runtime = new_runtime(caller, Rc::new(loader), create_params);
 
-    let stopper = Stopper { handle: runtime.v8_isolate().thread_safe_handle(), cause: Arc::default() };
+    let stopper = Stopper {
+      handle: runtime.v8_isolate().thread_safe_handle(),
+      cause: Arc::default(),
+      event_loop: Arc::default(),
+    };
     if let Some(max) = spec.limits.heap_bytes {
       let heap_stopper = stopper.clone();
       runtime.add_near_heap_limit_callback(move |current, _initial| {
@@ -201,9 +211,12 @@ fn run(
       // Drive the event loop ourselves so a stopped isolate is left at once: after
       // `terminate_execution` the module's evaluation never settles, and waiting for it
       // would only spin.
-      std::future::poll_fn(|cx| match stopper.cause() {
-        Some(_) => std::task::Poll::Ready(Ok(())),
-        None => runtime.poll_event_loop(cx, PollEventLoopOptions::default()),
+      std::future::poll_fn(|cx| {
+        *stopper.event_loop.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        match stopper.cause() {
+          Some(_) => std::task::Poll::Ready(Ok(())),
+          None => runtime.poll_event_loop(cx, PollEventLoopOptions::default()),
+        }
       })
       .await?;
       match stopper.cause() {
@@ -212,6 +225,9 @@ fn run(
       }
     }
     .await;
+    // Stoppers outlive the isolate (the kernel keeps one per process); the waker must
+    // not, or it would keep this thread's event-loop driver and its descriptors alive.
+    stopper.event_loop.lock().unwrap_or_else(|e| e.into_inner()).take();
     match (result, stopper.cause()) {
       (_, Some(cause)) => Outcome::Terminated(cause),
       (Ok(()), None) => Outcome::Finished,
