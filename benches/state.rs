@@ -42,6 +42,18 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use std::time::Instant;
 
+mod common;
+
+use common::bench_dir;
+use common::deno_binary;
+use common::deno_version;
+use common::io;
+use common::knob;
+use common::percentile;
+use common::Fig;
+use common::Res;
+use common::Table;
+
 use alos::engine::launcher::DEFAULT_MAX_ISOLATES;
 use alos::engine::IsolateLauncher;
 use alos::engine::IsolateLimits;
@@ -72,8 +84,6 @@ use rusqlite::params;
 use rusqlite::Connection;
 use serde_json::json;
 use serde_json::Value;
-
-type Res<T> = Result<T, String>;
 
 const CHILD_ENV: &str = "ALOS_BENCH_CHILD";
 /// Where a child puts its temporary state (inside the parent's, which removes it).
@@ -305,6 +315,7 @@ fn sample_entry(pid: &str, i: usize) -> Entry {
     decided_by: Some("grant g1".into()),
     args_digest: audit::digest(format!("{{\"path\":\"data/file-{i}.txt\"}}").as_bytes()),
     outcome: "ok".into(),
+    tool: None,
   }
 }
 
@@ -641,6 +652,7 @@ impl Host {
       goal: None,
       grants,
       limits: ProcessLimits::default(),
+      tools: None,
     })
   }
 
@@ -877,22 +889,8 @@ struct DenoFigures {
 /// that a long timer resolves (a bare never-resolving promise would make Deno exit, as
 /// nothing keeps its event loop alive). Averaged over a few processes waiting together.
 fn deno_waiting() -> Res<DenoFigures> {
-  let binary = match std::env::var("ALOS_BENCH_DENO") {
-    Ok(v) if v == "none" => return Err("ALOS_BENCH_DENO=none".into()),
-    Ok(v) => PathBuf::from(v),
-    Err(_) => {
-      let cached = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-peers/deno");
-      if !cached.exists() {
-        return Err("no Deno binary (set ALOS_BENCH_DENO, or let scripts/bench fetch one)".into());
-      }
-      cached
-    }
-  };
-  let version = Command::new(&binary)
-    .arg("--version")
-    .output()
-    .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-  let version = String::from_utf8_lossy(&version.stdout).split_whitespace().nth(1).unwrap_or("?").to_string();
+  let binary = deno_binary()?;
+  let version = deno_version(&binary)?;
   let dir = temp_dir("deno")?;
   let script = dir.path().join("wait.js");
   std::fs::write(
@@ -944,18 +942,6 @@ fn deno_waiting() -> Res<DenoFigures> {
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-fn knob(name: &str, default: usize) -> usize {
-  std::env::var(name).ok().and_then(|v| v.trim().replace('_', "").parse().ok()).unwrap_or(default)
-}
-
-fn bench_dir() -> PathBuf {
-  let dir = std::env::var_os("ALOS_BENCH_DIR")
-    .map(PathBuf::from)
-    .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-tmp"));
-  let _ = std::fs::create_dir_all(&dir);
-  dir
-}
-
 fn temp_dir(name: &str) -> Res<tempfile::TempDir> {
   let root = std::env::var_os(CHILD_DIR_ENV).map(PathBuf::from).unwrap_or_else(bench_dir);
   tempfile::Builder::new().prefix(&format!("{name}-")).tempdir_in(root).map_err(io)
@@ -973,10 +959,6 @@ fn sql(e: rusqlite::Error) -> String {
   e.to_string()
 }
 
-fn io(e: std::io::Error) -> String {
-  e.to_string()
-}
-
 /// Items per second of `f` over `items`, repeated until it has run for at least 300 ms
 /// (the fast, in-memory measurements are over in a few milliseconds otherwise).
 fn repeat_rate(items: usize, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
@@ -987,15 +969,6 @@ fn repeat_rate(items: usize, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
     rounds += 1;
   }
   Ok((items * rounds) as f64 / start.elapsed().as_secs_f64())
-}
-
-fn percentile(values: &mut [f64], q: f64) -> f64 {
-  if values.is_empty() {
-    return f64::NAN;
-  }
-  values.sort_by(f64::total_cmp);
-  let rank = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len());
-  values[rank - 1]
 }
 
 /// A `KEY:  N kB` line of `/proc/<pid>/status`, in KiB.
@@ -1077,93 +1050,5 @@ fn progress(message: &str) {
       let _ = writeln!(out.lock().unwrap_or_else(|e| e.into_inner()), "{message}");
     }
     None => eprintln!("{message}"),
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// The table
-
-/// A figure and how to print it.
-#[derive(Clone, Copy)]
-struct Fig {
-  value: f64,
-  unit: &'static str,
-  decimals: usize,
-}
-
-impl Fig {
-  fn rate(value: f64, unit: &'static str) -> Fig {
-    Fig { value, unit, decimals: 0 }
-  }
-  fn kib(value: f64) -> Fig {
-    Fig { value, unit: "KiB", decimals: 1 }
-  }
-  fn ms(value: f64) -> Fig {
-    Fig { value, unit: "ms", decimals: 1 }
-  }
-  fn secs(value: f64) -> Fig {
-    Fig { value, unit: "s", decimals: 1 }
-  }
-
-  fn render(&self) -> String {
-    if !self.value.is_finite() {
-      return "n/a".into();
-    }
-    format!("{} {}", group_thousands(&format!("{:.*}", self.decimals, self.value)), self.unit)
-  }
-}
-
-fn group_thousands(number: &str) -> String {
-  let (int, frac) = number.split_once('.').map(|(i, f)| (i, Some(f))).unwrap_or((number, None));
-  let (sign, digits) = int.strip_prefix('-').map(|d| ("-", d)).unwrap_or(("", int));
-  let mut grouped = String::new();
-  for (i, c) in digits.chars().enumerate() {
-    if i > 0 && (digits.len() - i) % 3 == 0 {
-      grouped.push(',');
-    }
-    grouped.push(c);
-  }
-  match frac {
-    Some(f) => format!("{sign}{grouped}.{f}"),
-    None => format!("{sign}{grouped}"),
-  }
-}
-
-/// A ratio with two significant digits at least (0.63, 0.0081).
-fn ratio(r: f64) -> String {
-  let decimals = if r > 0.0 { (1 - r.log10().floor() as i64).max(2) as usize } else { 2 };
-  format!("{r:.decimals$}")
-}
-
-#[derive(Default)]
-struct Table {
-  rows: Vec<[String; 5]>,
-}
-
-impl Table {
-  fn row(&mut self, what: &str, alos: Fig, peer: &str, peer_fig: Option<Fig>) {
-    let ratio = match peer_fig {
-      Some(p) if p.value.is_finite() && p.value != 0.0 && alos.value.is_finite() => ratio(alos.value / p.value),
-      _ => "—".into(),
-    };
-    self.rows.push([
-      what.to_string(),
-      alos.render(),
-      peer.to_string(),
-      peer_fig.map(|p| p.render()).unwrap_or_else(|| "—".into()),
-      ratio,
-    ]);
-  }
-
-  fn failed(&mut self, what: &str, error: &str) {
-    self.rows.push([what.to_string(), format!("failed: {}", error.replace('|', "/")), "—".into(), "—".into(), "—".into()]);
-  }
-
-  fn render(&self) -> String {
-    let mut out = String::from("| Measurement | alos | Peer (same run) | Peer | alos / peer |\n|---|---:|---|---:|---:|\n");
-    for row in &self.rows {
-      out.push_str(&format!("| {} |\n", row.join(" | ")));
-    }
-    out
   }
 }

@@ -221,6 +221,14 @@ const mem = freeze({
   delete: (key, opts) => callAsync("mem.delete", { key, ...options(opts) }),
 });
 
+const tools = freeze({
+  list: () => callAsync("tools.list"),
+  call: (name, args) => callAsync("tools.call", { name, args: args === undefined ? {} : args }),
+  propose: (candidate) => callAsync("tools.propose", options(candidate)),
+  register: (candidateId, opts) => callAsync("tools.register", { candidateId, ...options(opts) }),
+  revoke: (name) => callAsync("tools.revoke", { name }),
+});
+
 const libos = freeze({
   pid: self.pid,
   args: freeze(self.args ?? []),
@@ -233,6 +241,7 @@ const libos = freeze({
   human,
   shell,
   events,
+  tools,
   sleep: (ms) => callAsync("sleep", { ms }),
   checkpoint: (label) => callAsync("checkpoint", { label: label === undefined ? null : label }),
   now: () => call("now"),

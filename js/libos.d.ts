@@ -181,6 +181,49 @@ declare namespace libos {
     function next(topic: string, options?: { timeoutMs?: number }): Promise<{ topic: string; from: string; atMs: number; payload: unknown }>;
   }
 
+  /** A tool as `tools.list` returns it: ready to hand to a model. */
+  interface ToolInfo {
+    name: string;
+    description: string;
+    /** The input JSON Schema. */
+    parameters: Record<string, unknown>;
+    output: Record<string, unknown> | null;
+    /** What the tool may use; its authority is the caller's grants ∩ these. */
+    capabilities: string[];
+    origin: "builtin" | "image" | { jit: { scope: "process" | "task" | "image"; owner: string } };
+  }
+
+  interface ToolTest {
+    name: string;
+    args: unknown;
+    /** Mock rules: `{ call, args?, reply: { ok } | { err: { class, message } }, times? }`. */
+    mocks?: unknown[];
+    expect?: unknown;
+    expectError?: string;
+    expectCalls?: { call: string; args?: unknown }[];
+  }
+
+  namespace tools {
+    /** The process's tool table. */
+    function list(): Promise<ToolInfo[]>;
+    /** Calls a tool in the table; `args` must match its input schema. */
+    function call(name: string, args?: unknown): Promise<unknown>;
+    /** Checks a JIT tool (static analysis, capabilities, its tests against a mock broker). */
+    function propose(candidate: {
+      name: string;
+      description: string;
+      input: Record<string, unknown>;
+      output?: Record<string, unknown>;
+      source: string;
+      tests?: ToolTest[];
+      capabilities?: string[];
+    }): Promise<{ candidateId: string; ok: boolean; findings: unknown[]; problems: unknown[]; tests: unknown }>;
+    /** Needs `tool.register` (often an `ask` rule: a human sees the source first). */
+    function register(candidateId: string, options?: { scope?: "process" | "task" | "image" }): Promise<{ name: string; scope: string }>;
+    /** Revokes a JIT tool this process registered. */
+    function revoke(name: string): Promise<{ name: string }>;
+  }
+
   function sleep(ms: number): Promise<void>;
 
   namespace errors {

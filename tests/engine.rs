@@ -148,3 +148,95 @@ fn creating_and_dropping_isolates_does_not_leak_file_descriptors() {
   let after = open_fds();
   assert!(after < before + 10, "open file descriptors grew from {before} to {after} over 100 isolates");
 }
+
+fn threads() -> usize {
+  std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn tool_source(run: &str) -> alos::engine::tool::ToolSource {
+  alos::engine::tool::ToolSource {
+    url: "jit:leak-check".into(),
+    code: format!(
+      "import {{ defineTool }} from \"libos:tool\";\n\
+       export default defineTool({{ name: \"leak\", description: \"d\", input: {{}}, capabilities: [], run: {run} }});"
+    ),
+    dir: None,
+  }
+}
+
+/// Tool isolates are started, called and dropped for every tool call of a long-lived
+/// host: each must give back its threads (isolate and watchdog) and descriptors, whether
+/// it returned normally, was stopped by its wall-time limit during a pending syscall, or
+/// never finished loading.
+#[test]
+fn creating_and_dropping_tool_isolates_leaks_no_threads_or_descriptors() {
+  use alos::engine::tool::ToolFailure;
+  use alos::engine::tool::ToolIsolate;
+  use alos::engine::tool::ToolLimits;
+  let limits = ToolLimits {
+    heap_bytes: Some(64 << 20),
+    call_wall_time: Some(std::time::Duration::from_millis(50)),
+    max_result_bytes: 1 << 20,
+  };
+  let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+  let run_one = |run: &str| {
+    let isolate = ToolIsolate::start("p-tool".into(), tool_source(run), Arc::new(Minimal), limits).unwrap();
+    let result = rt.block_on(isolate.call(json!({ "n": 1 })));
+    let dead = isolate.is_dead();
+    drop(isolate);
+    (result, dead)
+  };
+  let cycle = || {
+    assert_eq!(run_one("(a) => a.n + 1"), (Ok(json!(2)), false));
+    match run_one("() => libos.sleep(60000)") {
+      (Err(ToolFailure::Terminated(_)), true) => {}
+      other => panic!("a pending tool call was not stopped: {other:?}"),
+    }
+    // A module that never finishes loading is stopped too, and start fails.
+    let mut looping = tool_source("() => 1");
+    looping.code.insert_str(0, "await libos.sleep(60000);\n");
+    match ToolIsolate::start("p-tool".into(), looping, Arc::new(Minimal), limits) {
+      Err(ToolFailure::Terminated(_)) => {}
+      other => panic!("a module that never loads was not stopped: {:?}", other.map(|_| "loaded")),
+    }
+  };
+  cycle();
+  let (fds_before, threads_before) = (open_fds(), threads());
+  for _ in 0..50 {
+    cycle();
+  }
+  let (fds_after, threads_after) = (open_fds(), threads());
+  assert!(
+    fds_after < fds_before + 10,
+    "open file descriptors grew from {fds_before} to {fds_after} over 150 tool isolates"
+  );
+  assert!(
+    threads_after < threads_before + 10,
+    "threads grew from {threads_before} to {threads_after} over 150 tool isolates"
+  );
+}
+
+/// Warm calls into one tool isolate must not grow the host's memory either.
+#[test]
+fn many_calls_into_one_tool_isolate_do_not_leak() {
+  use alos::engine::tool::ToolIsolate;
+  use alos::engine::tool::ToolLimits;
+  let limits = ToolLimits { heap_bytes: Some(64 << 20), call_wall_time: None, max_result_bytes: 1 << 20 };
+  let code = "(a) => ({ items: Array.from({ length: 100 }, (_, i) => `${a.tag}-${i}`) })";
+  let isolate = ToolIsolate::start("p-tool".into(), tool_source(code), Arc::new(Minimal), limits).unwrap();
+  let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+  let call = |n: usize| {
+    let result = rt.block_on(isolate.call(json!({ "tag": n }))).unwrap();
+    assert_eq!(result["items"].as_array().map(Vec::len), Some(100));
+  };
+  for n in 0..500 {
+    call(n);
+  }
+  let warm = rss_kib();
+  for n in 0..5000 {
+    call(n);
+  }
+  let growth = rss_kib().saturating_sub(warm);
+  // 5000 calls that each kept their ~2 KiB result would grow by 10 MiB.
+  assert!(growth < 8 * 1024, "RSS grew by {growth} KiB over 5000 calls");
+}

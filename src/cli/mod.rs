@@ -9,6 +9,7 @@ mod ps;
 mod resume;
 mod run;
 mod spawn;
+mod tool;
 
 use std::process::ExitCode;
 
@@ -70,6 +71,8 @@ enum Command {
   Serve(resume::ServeArgs),
   /// Object Memory: list, show and write objects (ls|get|put).
   Mem(mem::MemArgs),
+  /// Test a tool against mocked syscalls, or check it statically (test|check).
+  Tool(tool::ToolArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -108,6 +111,7 @@ pub fn main() -> ExitCode {
     Command::Resume(args) => resume::resume(args),
     Command::Serve(args) => resume::serve(args),
     Command::Rollback(args) => resume::rollback(args),
+    Command::Tool(args) => tool::run(args),
   };
   ExitCode::from(code)
 }

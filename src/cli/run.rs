@@ -10,6 +10,10 @@ use serde_json::json;
 use super::exit;
 use super::location::Location;
 use super::usage_error;
+use crate::engine::tool::ToolLimits;
+use crate::engine::tool_host::EngineToolHost;
+use crate::engine::tool_host::TOOL_HEAP_BYTES;
+use crate::engine::tool_host::TOOL_MAX_RESULT_BYTES;
 use crate::engine::IsolateLauncher;
 use crate::engine::IsolateLimits;
 use crate::kernel::capability::Capability;
@@ -96,6 +100,10 @@ pub struct HostFlags {
   #[arg(long = "shell-path", value_name = "DIRS", default_value_t = crate::kernel::shell::SEARCH_PATH.join(":"))]
   pub(super) shell_path: String,
 
+  /// Wall-clock limit of one tool call (the tool's isolate is stopped and replaced).
+  #[arg(long = "tool-timeout", value_name = "DUR", value_parser = parse_duration, default_value = "30s")]
+  pub(super) tool_timeout: Duration,
+
   /// Isolates that may run at once; further runnable processes queue for a slot.
   #[arg(long = "max-isolates", value_name = "N", default_value_t = crate::engine::launcher::DEFAULT_MAX_ISOLATES)]
   pub(super) max_isolates: usize,
@@ -136,6 +144,7 @@ pub fn run(args: RunArgs) -> u8 {
       goal: None,
       grants: flags.allow.iter().map(|cap| (cap.clone(), GrantSource::Cli)).collect(),
       limits: ProcessLimits { max_syscalls: flags.max_syscalls, ..ProcessLimits::default() },
+      tools: None,
     })
   })
 }
@@ -201,6 +210,11 @@ pub(super) fn with_kernel(flags: &HostFlags, policy: Policy, body: impl FnOnce(&
     wall_time: flags.timeout,
   };
   kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, &[], flags.max_isolates)));
+  kernel.set_tool_host(Arc::new(EngineToolHost::new(ToolLimits {
+    heap_bytes: Some(TOOL_HEAP_BYTES),
+    call_wall_time: Some(flags.tool_timeout),
+    max_result_bytes: TOOL_MAX_RESULT_BYTES,
+  })));
   body(&kernel)
 }
 

@@ -67,6 +67,10 @@ pub fn spawn(args: SpawnArgs) -> u8 {
   flags.heap_mb = at_most(flags.heap_mb, limits.heap_mb, "--heap-mb", &id, |n| n.to_string());
   flags.max_syscalls = at_most(flags.max_syscalls, limits.max_syscalls, "--max-syscalls", &id, |n| n.to_string());
 
+  let tools = match image.tool_table() {
+    Ok(tools) => tools,
+    Err(e) => return usage_error(e),
+  };
   host(&flags, policy, |kernel| {
     kernel.start_root(ProcessSpec {
       image: id.clone(),
@@ -75,6 +79,7 @@ pub fn spawn(args: SpawnArgs) -> u8 {
       goal: args.goal,
       grants,
       limits: ProcessLimits { max_syscalls: flags.max_syscalls, ..ProcessLimits::default() },
+      tools,
     })
   })
 }

@@ -7,6 +7,8 @@
 //! the engine more headroom, so the host never aborts) and a wall-clock deadline kept by
 //! a watchdog thread that calls `terminate_execution` (a tokio timeout alone cannot stop
 //! a synchronous `while (true) {}`). A terminated isolate is dropped, never reused.
+//! Tool isolates (`tool.rs`) are built from the same parts: `limited_runtime`, the
+//! `Stopper` and the `watchdog`.
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -81,7 +83,12 @@ impl Stopper {
     self.stop_because(Termination::Stopped);
   }
 
-  fn stop_because(&self, why: Termination) {
+  /// A stopper for `runtime`, not yet stopped.
+  pub(super) fn for_runtime(runtime: &mut JsRuntime) -> Stopper {
+    Stopper { handle: runtime.v8_isolate().thread_safe_handle(), cause: Arc::default(), event_loop: Arc::default() }
+  }
+
+  pub(super) fn stop_because(&self, why: Termination) {
     let mut cause = self.cause.lock().unwrap_or_else(|e| e.into_inner());
     // The first cause wins: a heap bomb that also runs out the clock is a heap bomb.
     if cause.is_none() {
@@ -94,8 +101,21 @@ impl Stopper {
     }
   }
 
-  fn cause(&self) -> Option<Termination> {
+  /// Why the isolate was stopped, once it has been; it never runs JavaScript again.
+  pub(super) fn cause(&self) -> Option<Termination> {
     self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
+  }
+
+  /// Called on each poll of the isolate's event loop, so a stop wakes it.
+  pub(super) fn watch(&self, cx: &std::task::Context<'_>) {
+    *self.event_loop.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+  }
+
+  /// Drops the event loop's waker: stoppers outlive the isolate (the kernel keeps one
+  /// per process), and the waker would keep the thread's event-loop driver and its
+  /// descriptors alive.
+  pub(super) fn unwatch(&self) {
+    self.event_loop.lock().unwrap_or_else(|e| e.into_inner()).take();
   }
 }
 
@@ -140,7 +160,7 @@ impl Isolate {
   }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
   panic
     .downcast_ref::<String>()
     .cloned()
@@ -179,25 +199,8 @@ fn run(
       }
     };
 
-    let create_params = spec.limits.heap_bytes.map(|max| v8::CreateParams::default().heap_limits(0, max));
     let caller = Caller { pid: spec.pid.clone(), broker: spec.broker };
-    let mut runtime = new_runtime(caller, Rc::new(loader), create_params);
-
-    let stopper = Stopper {
-      handle: runtime.v8_isolate().thread_safe_handle(),
-      cause: Arc::default(),
-      event_loop: Arc::default(),
-    };
-    if let Some(max) = spec.limits.heap_bytes {
-      let heap_stopper = stopper.clone();
-      runtime.add_near_heap_limit_callback(move |current, _initial| {
-        heap_stopper.stop_because(Termination::Heap(max));
-        // More headroom so the engine can unwind instead of aborting the host. The
-        // callback may fire again while unwinding; each time it grants the same
-        // factor, bounded by the termination already under way.
-        current.saturating_mul(2)
-      });
-    }
+    let (mut runtime, stopper) = limited_runtime(caller, Rc::new(loader), spec.limits.heap_bytes);
     // The watchdog ends when `_deadline` is dropped at the end of this function.
     let _deadline = spec.limits.wall_time.map(|limit| watchdog(stopper.clone(), limit));
     ready(&stopper);
@@ -212,7 +215,7 @@ fn run(
       // `terminate_execution` the module's evaluation never settles, and waiting for it
       // would only spin.
       std::future::poll_fn(|cx| {
-        *stopper.event_loop.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        stopper.watch(cx);
         match stopper.cause() {
           Some(_) => std::task::Poll::Ready(Ok(())),
           None => runtime.poll_event_loop(cx, PollEventLoopOptions::default()),
@@ -225,15 +228,36 @@ fn run(
       }
     }
     .await;
-    // Stoppers outlive the isolate (the kernel keeps one per process); the waker must
-    // not, or it would keep this thread's event-loop driver and its descriptors alive.
-    stopper.event_loop.lock().unwrap_or_else(|e| e.into_inner()).take();
+    stopper.unwatch();
     match (result, stopper.cause()) {
       (_, Some(cause)) => Outcome::Terminated(cause),
       (Ok(()), None) => Outcome::Finished,
       (Err(error), None) => failure(error),
     }
   })
+}
+
+/// A runtime under a heap ceiling, and the stopper that ends it. The near-heap-limit
+/// callback stops the isolate and hands the engine more headroom, so it can unwind
+/// instead of aborting the host.
+pub(super) fn limited_runtime(
+  caller: Caller,
+  loader: Rc<ScriptLoader>,
+  heap_bytes: Option<usize>,
+) -> (JsRuntime, Stopper) {
+  let create_params = heap_bytes.map(|max| v8::CreateParams::default().heap_limits(0, max));
+  let mut runtime = new_runtime(caller, loader, create_params);
+  let stopper = Stopper::for_runtime(&mut runtime);
+  if let Some(max) = heap_bytes {
+    let heap_stopper = stopper.clone();
+    runtime.add_near_heap_limit_callback(move |current, _initial| {
+      heap_stopper.stop_because(Termination::Heap(max));
+      // The callback may fire again while unwinding; each time it grants the same
+      // factor, bounded by the termination already under way.
+      current.saturating_mul(2)
+    });
+  }
+  (runtime, stopper)
 }
 
 /// The one place a `JsRuntime` is configured: the broker ops and the confined loader,
@@ -278,7 +302,7 @@ fn failure(error: deno_core::error::CoreError) -> Outcome {
 
 /// Terminates the isolate when `limit` passes, unless the returned sender is dropped
 /// first.
-fn watchdog(stopper: Stopper, limit: Duration) -> mpsc::Sender<()> {
+pub(super) fn watchdog(stopper: Stopper, limit: Duration) -> mpsc::Sender<()> {
   let (done_tx, done_rx) = mpsc::channel::<()>();
   let watched = stopper.clone();
   let spawned = std::thread::Builder::new().name("isolate-watchdog".into()).spawn(move || {

@@ -5,6 +5,11 @@
 //! paths, or `..` out of the root, statically or through dynamic `import()`. Modules are
 //! read through a directory handle on the script root (cap-std), so a symlink inside the
 //! root cannot lead a module load outside it.
+//!
+//! A tool's entry module is served from memory (the source that was checked is the
+//! source that runs): a file tool under its `file:` URL, with its directory as the root;
+//! a built-in or JIT tool under `libos:tools/NAME` or `jit:<sha256>`, with no root at all,
+//! so it can import `libos:*` only. Built-ins and in-memory modules are TypeScript.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -32,9 +37,11 @@ use deno_error::JsErrorBox;
 pub type Builtins = &'static [(&'static str, &'static str)];
 
 pub struct ScriptLoader {
-  root: Dir,
-  root_url: ModuleSpecifier,
+  /// The directory relative imports are read from; `None` for in-memory modules.
+  root: Option<(Dir, ModuleSpecifier)>,
   entry_url: Option<ModuleSpecifier>,
+  /// The entry module's source, when it is served from memory rather than read.
+  entry_code: Option<String>,
   root_display: String,
   builtins: Builtins,
   /// Source maps and original text of transpiled modules, for stack traces.
@@ -57,23 +64,61 @@ impl ScriptLoader {
     })?;
     let entry_url = entry.and_then(|path| ModuleSpecifier::from_file_path(path).ok());
     Ok(ScriptLoader {
-      root: dir,
-      root_url,
+      root: Some((dir, root_url)),
       entry_url,
+      entry_code: None,
       root_display: root.display().to_string(),
       builtins,
       transpiled: RefCell::default(),
     })
   }
 
+  /// A loader whose main module `url` is `code`, served from memory. With `root` (the
+  /// module's directory, absolute and canonical) it may import relative modules inside
+  /// it, as a script does; without, `libos:*` built-ins only.
+  pub fn in_memory(
+    url: &ModuleSpecifier,
+    code: String,
+    root: Option<&Path>,
+    builtins: Builtins,
+  ) -> std::io::Result<ScriptLoader> {
+    let mut loader = match root {
+      Some(root) => ScriptLoader::new(root, None, builtins)?,
+      None => ScriptLoader {
+        root: None,
+        entry_url: None,
+        entry_code: None,
+        root_display: String::new(),
+        builtins,
+        transpiled: RefCell::default(),
+      },
+    };
+    let inside = match url.scheme() {
+      "file" => loader.relative_path(url).is_some(),
+      "libos" | "jit" => root.is_none(),
+      _ => false,
+    };
+    if !inside {
+      let why = match root {
+        Some(root) => format!("{url} is not a module inside {}", root.display()),
+        None => format!("{url} is not a libos: or jit: module (an in-memory module has no directory)"),
+      };
+      return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+    }
+    loader.entry_url = Some(url.clone());
+    loader.entry_code = Some(code);
+    Ok(loader)
+  }
+
   /// The path of `url` relative to the script root, if it lies inside it.
   fn relative_path(&self, url: &ModuleSpecifier) -> Option<PathBuf> {
+    let (_, root_url) = self.root.as_ref()?;
     if url.scheme() != "file" {
       return None;
     }
-    let rel = url.as_str().strip_prefix(self.root_url.as_str())?;
+    let rel = url.as_str().strip_prefix(root_url.as_str())?;
     let path = url.to_file_path().ok()?;
-    let root = self.root_url.to_file_path().ok()?;
+    let root = root_url.to_file_path().ok()?;
     let rel_path = path.strip_prefix(&root).ok()?.to_path_buf();
     // `url` is normalised by the URL parser, so no `..` survives in it; still, refuse
     // anything odd rather than trust that.
@@ -84,14 +129,11 @@ impl ScriptLoader {
   }
 
   fn refuse(&self, specifier: &str, referrer: &str, why: &str) -> ModuleLoaderError {
-    JsErrorBox::new(
-      "TypeError",
-      format!(
-        "import \"{specifier}\" from {referrer} is not allowed: {why}. Scripts may import relative \
-         modules inside {} and libos:* built-ins only",
-        self.root_display
-      ),
-    )
+    let allowed = match self.root {
+      Some(_) => format!("Scripts may import relative modules inside {} and libos:* built-ins only", self.root_display),
+      None => "Built-in and JIT modules may import libos:* built-ins only".to_string(),
+    };
+    JsErrorBox::new("TypeError", format!("import \"{specifier}\" from {referrer} is not allowed: {why}. {allowed}"))
   }
 
   fn load_file(&self, url: &ModuleSpecifier) -> Result<ModuleSource, ModuleLoaderError> {
@@ -108,7 +150,10 @@ impl ScriptLoader {
         )))
       }
     };
-    let text = self.root.read_to_string(&rel).map_err(|e| {
+    let Some((root, _)) = &self.root else {
+      return Err(JsErrorBox::type_error(format!("cannot load module {url}: there is no module directory")));
+    };
+    let text = root.read_to_string(&rel).map_err(|e| {
       let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
         "it leads outside the script directory".to_string()
       } else {
@@ -117,6 +162,26 @@ impl ScriptLoader {
       JsErrorBox::new("TypeError", format!("cannot load module {url}: {why}"))
     })?;
     let code = if transpile { self.transpile(url, media_type, text)? } else { text };
+    Ok(ModuleSource::new(ModuleType::JavaScript, ModuleSourceCode::String(code.into()), url, None))
+  }
+
+  /// A module whose source is in memory: a `file:` URL's extension says whether it is
+  /// TypeScript; `libos:` and `jit:` modules always are (plain JavaScript is valid
+  /// TypeScript, so built-ins may be either).
+  fn load_in_memory(&self, url: &ModuleSpecifier, code: String) -> Result<ModuleSource, ModuleLoaderError> {
+    let media_type = match url.scheme() {
+      "file" => MediaType::from_specifier(url),
+      _ => MediaType::TypeScript,
+    };
+    let code = match media_type {
+      MediaType::TypeScript | MediaType::Mts => self.transpile(url, media_type, code)?,
+      MediaType::JavaScript | MediaType::Mjs => code,
+      _ => {
+        return Err(JsErrorBox::type_error(format!(
+          "cannot load {url}: only .ts, .mts, .js and .mjs modules can be loaded"
+        )))
+      }
+    };
     Ok(ModuleSource::new(ModuleType::JavaScript, ModuleSourceCode::String(code.into()), url, None))
   }
 
@@ -176,8 +241,8 @@ impl ModuleLoader for ScriptLoader {
       return Err(self.refuse(specifier, referrer, &why));
     }
     let base = ModuleSpecifier::parse(referrer).map_err(JsErrorBox::from_err)?;
-    if base.scheme() != "file" {
-      return Err(self.refuse(specifier, referrer, "built-in modules cannot import files"));
+    if base.scheme() != "file" || self.root.is_none() {
+      return Err(self.refuse(specifier, referrer, "a built-in or JIT module cannot import files"));
     }
     let url = base.join(specifier).map_err(JsErrorBox::from_err)?;
     if self.relative_path(&url).is_none() {
@@ -187,15 +252,13 @@ impl ModuleLoader for ScriptLoader {
   }
 
   fn load(&self, url: &ModuleSpecifier, _referrer: Option<&ModuleLoadReferrer>, _options: ModuleLoadOptions) -> ModuleLoadResponse {
+    if let Some(code) = self.entry_code.as_ref().filter(|_| self.entry_url.as_ref() == Some(url)) {
+      return ModuleLoadResponse::Sync(self.load_in_memory(url, code.clone()));
+    }
     if url.scheme() == "libos" {
       let found = self.builtins.iter().find(|(n, _)| *n == url.path());
       return ModuleLoadResponse::Sync(match found {
-        Some((_, code)) => Ok(ModuleSource::new(
-          ModuleType::JavaScript,
-          ModuleSourceCode::String((*code).to_string().into()),
-          url,
-          None,
-        )),
+        Some((_, code)) => self.load_in_memory(url, (*code).to_string()),
         None => Err(JsErrorBox::type_error(format!("no such built-in module {url}"))),
       });
     }

@@ -49,6 +49,9 @@ pub struct Entry {
   pub decided_by: Option<String>,
   pub args_digest: String,
   pub outcome: String,
+  /// The tool that made the syscall on the process's behalf.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub tool: Option<String>,
 }
 
 /// A record as stored: its position, its content and the chain.
@@ -193,6 +196,7 @@ mod tests {
       decided_by: Some("grant g1".into()),
       args_digest: digest(n.to_string().as_bytes()),
       outcome: "ok".into(),
+      tool: None,
     }
   }
 

@@ -15,6 +15,7 @@ use super::audit::digest;
 use super::audit::Actor;
 use super::audit::Entry;
 use super::audit::Verdict;
+use super::capability::Capability;
 use super::capability::Kind;
 use super::capability::Request;
 use super::error::SyscallError;
@@ -36,6 +37,28 @@ use crate::provider::fs::FsError;
 use crate::provider::fs::Kind as EntryKind;
 use crate::provider::fs::WriteMode;
 use crate::provider::fs::WsPath;
+
+/// A tool's authority is its caller's grants ∩ its declaration: a request the tool does
+/// not declare is refused before the caller's grants are looked at.
+pub(super) fn tool_bound(trace: &Trace, syscall: &str, request: &Request) -> Result<(), SyscallError> {
+  let Some(tool) = &trace.tool else { return Ok(()) };
+  if tool.declares(request) {
+    return Ok(());
+  }
+  let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
+  let declared: Vec<String> = tool.capabilities.iter().map(|c| c.to_string()).collect();
+  Err(SyscallError::PermissionDenied {
+    syscall: syscall.to_string(),
+    capability: needed.clone(),
+    reason: format!("not declared by tool {}", tool.name),
+    message: format!(
+      "{syscall} \"{}\" denied: tool {} does not declare {needed} (it declares: {}); a tool may use only what it declares, even when its caller holds more",
+      display_resource(request),
+      tool.name,
+      if declared.is_empty() { "nothing".to_string() } else { declared.join(", ") }
+    ),
+  })
+}
 
 /// What a syscall needs, once its resource is resolved.
 struct Access {
@@ -63,6 +86,9 @@ pub(super) struct Trace {
   pub cwd: WsPath,
   /// Its place in the journal; `None` for records that are not a syscall of the process.
   pub step: Option<super::journal::Step>,
+  /// The tool the call comes from, when a tool made it on the process's behalf: its
+  /// declaration bounds the process's authority.
+  pub tool: Option<std::sync::Arc<super::tools::Tool>>,
 }
 
 /// What the policy says about one request.
@@ -85,14 +111,60 @@ pub(super) type Pending = Pin<Box<dyn Future<Output = Result<Value, SyscallError
 
 impl Kernel {
   pub(super) fn dispatch(&self, pid: &str, name: &str, args: Value) -> Dispatched {
-    self.dispatch_checked(pid, name, args).unwrap_or_else(|e| Dispatched::Ready(Err(e)))
+    let dispatched = match super::tools::split_frame(pid) {
+      Some((caller, tool)) => self.dispatch_for_tool(caller, tool, name, args),
+      None => self.dispatch_checked(pid, name, args),
+    };
+    dispatched.unwrap_or_else(|e| Dispatched::Ready(Err(e)))
+  }
+
+  /// A syscall a tool makes while `caller` calls it: decided as the caller's, within the
+  /// tool's declared capabilities, audited with the tool's name, and not journaled on
+  /// its own (the caller's `tools.call` is, as a whole).
+  fn dispatch_for_tool(&self, caller: &str, tool: &str, name: &str, args: Value) -> Result<Dispatched, SyscallError> {
+    let args_digest = digest(args.to_string().as_bytes());
+    let Some(entry) = self.tool_in_table(caller, tool)? else {
+      return Err(SyscallError::PermissionDenied {
+        syscall: name.to_string(),
+        capability: String::new(),
+        reason: "tool revoked".into(),
+        message: format!("{name}: tool {tool} is no longer in the tool table of {caller} (revoked)"),
+      });
+    };
+    let who = self.account(caller, name, &args_digest)?;
+    let trace = Trace {
+      pid: caller.to_string(),
+      lineage: who.lineage,
+      syscall: name.to_string(),
+      args_digest,
+      cwd: who.cwd,
+      step: None,
+      tool: Some(std::sync::Arc::new(entry)),
+    };
+    let call = match Syscall::decode(name, args) {
+      Ok(Syscall::Exit { .. } | Syscall::Checkpoint { .. })
+      | Ok(Syscall::ToolsCall { .. } | Syscall::ToolsPropose(_) | Syscall::ToolsRegister { .. } | Syscall::ToolsRevoke { .. }) => {
+        Err(SyscallError::InvalidArgument(format!(
+          "{name} is not available inside a tool (tool {tool}); a tool returns its result to its caller"
+        )))
+      }
+      other => other,
+    };
+    let call = match call {
+      Ok(call) => call,
+      Err(e) => {
+        self.audit_call(&trace, None, Verdict::None, None, outcome_of(&Err::<Value, _>(e.clone())))?;
+        return Err(e);
+      }
+    };
+    self.run_call(trace, call)
   }
 
   fn dispatch_checked(&self, pid: &str, name: &str, args: Value) -> Result<Dispatched, SyscallError> {
     let args_digest = digest(args.to_string().as_bytes());
     let who = self.account(pid, name, &args_digest)?;
     let mut trace =
-      Trace { pid: pid.to_string(), lineage: who.lineage, syscall: name.to_string(), args_digest, cwd: who.cwd, step: None };
+      Trace { pid: pid.to_string(), lineage: who.lineage, syscall: name.to_string(), args_digest, cwd: who.cwd, step: None, tool: None };
     let call = match Syscall::decode(name, args) {
       Ok(call) => call,
       Err(e) => {
@@ -131,6 +203,15 @@ impl Kernel {
       }
     };
 
+    // Invocation: only a name in the process's tool table can be called.
+    if let Syscall::ToolsCall { name: tool, .. } = &call {
+      if self.tool_in_table(pid, tool)?.is_none() {
+        let e = super::tools::not_in_table(pid, tool);
+        audit(access.request.as_ref(), Verdict::Deny, Some("not in the tool table".into()), outcome_of(&Err::<Value, _>(e.clone())))?;
+        return Err(e);
+      }
+    }
+
     // A shell call is resolved to the exact program (and files) that would run before
     // it is decided, so an approval binds to exactly that.
     let prepared = match &call {
@@ -149,7 +230,7 @@ impl Kernel {
     };
     let decided_by = match &access.request {
       None => None,
-      Some(request) => match self.decide(pid, name, request, &op_digest) {
+      Some(request) => match tool_bound(&trace, name, request).and_then(|()| self.decide(pid, name, request, &op_digest)) {
         Ok(Judgement::Allowed(by)) => Some(by),
         Ok(Judgement::Ask(rule)) => {
           // An impossible operation fails before a human is asked about it.
@@ -157,9 +238,10 @@ impl Kernel {
             self.precheck(&call, path)?;
           }
           let request = request.clone();
-          let detail = match &prepared {
-            Some(prepared) => prepared.detail.clone(),
-            None => super::human::describe(&call, &request),
+          let detail = match (&prepared, &call) {
+            (Some(prepared), _) => prepared.detail.clone(),
+            (None, Syscall::ToolsRegister { candidate, scope }) => self.register_detail(candidate, *scope),
+            (None, _) => super::human::describe(&call, &request),
           };
           return self.ask_for_approval(trace.clone(), call, request, rule, op_digest, detail);
         }
@@ -189,7 +271,20 @@ impl Kernel {
       })));
     }
     // An Object Memory write is made in the transaction that journals and audits it.
-    if let (Some(write), Some(step)) = (memory_write(&call, pid, self.0.clock.now_ms())?, &trace.step) {
+    let write = memory_write(&call, pid, self.0.clock.now_ms())?;
+    if let (Some(write), None) = (&write, &trace.step) {
+      // A tool's write: audited with it, in one transaction; journaled with its caller's call.
+      let entry = self.audit_entry(Actor::Process, &trace, access.request.as_ref(), verdict, decided_by, "ok".into());
+      let commit =
+        crate::store::journal::Commit { audit: vec![super::audit::next_record(entry)], memory: Some(write.clone()), ..Default::default() };
+      let outcome = self.0.db.commit(commit).map_err(|e| SyscallError::OperationFailed(format!("{name}: {e}")))?;
+      return Ok(Dispatched::Ready(match outcome {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(conflict)) => Err(super::memory::conflict_error(write, conflict)),
+        None => Err(SyscallError::OperationFailed(format!("{name}: the write was not made"))),
+      }));
+    }
+    if let (Some(write), Some(step)) = (write, &trace.step) {
       audit(access.request.as_ref(), verdict, decided_by, "ok".into())?;
       let outcome = self.journal_commit(&trace, JournalStatus::Done, None, None, Some(write.clone()))?;
       step.mark_settled();
@@ -203,7 +298,12 @@ impl Kernel {
     if has_side_effect(&call) {
       self.mark_started(&trace)?;
     }
-    let result = self.perform(pid, &call, access.path.as_ref(), trace.step.as_ref().map_or(0, |s| s.seq));
+    let result = match &call {
+      Syscall::ToolsRegister { candidate, scope } => {
+        self.tools_register(pid, candidate, *scope, decided_by.as_deref().unwrap_or("no capability needed"))
+      }
+      _ => self.perform(pid, &trace, &call, access.path.as_ref()),
+    };
     if has_side_effect(&call) {
       self.crash_point();
     }
@@ -243,7 +343,27 @@ impl Kernel {
     decided_by: Option<String>,
     outcome: String,
   ) -> Result<(), SyscallError> {
-    let entry = Entry {
+    let entry = self.audit_entry(actor, trace, request, decision, decided_by, outcome);
+    // A syscall's records are written with its journal record, in one transaction.
+    match &trace.step {
+      Some(step) => {
+        step.defer_audit(entry);
+        Ok(())
+      }
+      None => self.record(entry),
+    }
+  }
+
+  fn audit_entry(
+    &self,
+    actor: Actor,
+    trace: &Trace,
+    request: Option<&Request>,
+    decision: Verdict,
+    decided_by: Option<String>,
+    outcome: String,
+  ) -> Entry {
+    Entry {
       time: rfc3339(self.0.clock.now_ms()),
       pid: trace.pid.clone(),
       lineage: trace.lineage.clone(),
@@ -255,14 +375,7 @@ impl Kernel {
       decided_by,
       args_digest: trace.args_digest.clone(),
       outcome,
-    };
-    // A syscall's records are written with its journal record, in one transaction.
-    match &trace.step {
-      Some(step) => {
-        step.defer_audit(entry);
-        Ok(())
-      }
-      None => self.record(entry),
+      tool: trace.tool.as_ref().map(|t| t.name.clone()),
     }
   }
 
@@ -296,8 +409,16 @@ impl Kernel {
         Some(Box::pin(async move { kernel.ask_question(trace, ask).await }))
       }
       Syscall::NetFetch(fetch) => {
-        let (kernel, me, fetch) = (self.clone(), pid.to_string(), fetch.clone());
-        Some(Box::pin(async move { kernel.fetch(&me, fetch).await }))
+        let (kernel, trace, fetch) = (self.clone(), trace.clone(), fetch.clone());
+        Some(Box::pin(async move { kernel.fetch(&trace, fetch).await }))
+      }
+      Syscall::ToolsCall { name, args } => {
+        let (kernel, me, name, args) = (self.clone(), pid.to_string(), name.clone(), args.clone());
+        Some(Box::pin(async move { kernel.tools_call(&me, &name, args).await }))
+      }
+      Syscall::ToolsPropose(args) => {
+        let (kernel, me, args) = (self.clone(), pid.to_string(), args.clone());
+        Some(Box::pin(async move { kernel.tools_propose(&me, args).await }))
       }
       Syscall::ProcWait { pid: target, timeout_ms } => {
         let (kernel, me, target) = (self.clone(), pid.to_string(), target.clone());
@@ -320,6 +441,7 @@ impl Kernel {
       args_digest,
       cwd: process.map(|p| p.cwd.clone()).unwrap_or_else(WsPath::root),
       step: None,
+      tool: None,
     }
   }
 
@@ -355,6 +477,7 @@ impl Kernel {
         args_digest: args_digest.to_string(),
         cwd: who.cwd.clone(),
         step: None,
+        tool: None,
       };
       let by = Some(format!("limit max_syscalls={max}"));
       self.audit_as(Actor::System, &trace, None, Verdict::Deny, by, outcome_of(&Err::<Value, _>(error.clone())))?;
@@ -367,6 +490,18 @@ impl Kernel {
   /// The policy's decision on one request, without side effects: the process's own
   /// rules (its fork mode's denials) first, like every deny, then the kernel's policy.
   fn judge(&self, pid: &str, request: &Request, op_digest: &str) -> Decision {
+    let decision = self.judge_by_policy(pid, request, op_digest);
+    // Calling a tool in the process's table needs no grant; deny and ask rules still hold.
+    if request.kind == Kind::ToolCall && matches!(decision, Decision::Denied { by: DeniedBy::NoGrant { .. } }) {
+      if let Ok(Some(_)) = self.tool_in_table(pid, &request.resource) {
+        let capability = Capability::new(Kind::ToolCall, Some(&request.resource)).unwrap_or_else(|_| Capability::any(Kind::ToolCall));
+        return Decision::Allowed { by: AllowedBy::Rule(super::policy::Rule::new(Effect::Allow, capability, RuleSource::ToolTable)) };
+      }
+    }
+    decision
+  }
+
+  fn judge_by_policy(&self, pid: &str, request: &Request, op_digest: &str) -> Decision {
     let now = self.0.clock.now_ms();
     let processes = lock(&self.0.processes);
     let process = processes.get(pid);
@@ -450,12 +585,13 @@ impl Kernel {
     Ok(())
   }
 
-  fn perform(&self, pid: &str, call: &Syscall, path: Option<&WsPath>, seq: u64) -> Result<Value, SyscallError> {
+  fn perform(&self, pid: &str, trace: &Trace, call: &Syscall, path: Option<&WsPath>) -> Result<Value, SyscallError> {
+    let seq = trace.step.as_ref().map_or(0, |s| s.seq);
     let ws = &self.0.workspace;
     let path = || path.expect("resolve() gives every fs syscall a path");
     // Each fs operation re-checks the capability it needs on where the path physically
     // leads, from the handle it then uses (see FsGuard).
-    let guard = |kind: Kind| FsGuard::new(self, pid, call, kind, path());
+    let guard = |kind: Kind| FsGuard::new(self, trace, call, kind, path());
     match call {
       Syscall::ProcSelf => {
         let processes = lock(&self.0.processes);
@@ -469,6 +605,10 @@ impl Kernel {
       Syscall::CapsList => Ok(self.caps_list(pid)),
       Syscall::CapsDrop { capability } => self.caps_drop(pid, capability),
       Syscall::Checkpoint { label } => self.checkpoint(pid, label.as_deref(), seq),
+      Syscall::ToolsList => self.tools_list(pid),
+      Syscall::ToolsRevoke { name } => self.tools_revoke(pid, name),
+      // Made by `run_call` with what decided it.
+      Syscall::ToolsRegister { .. } => Err(SyscallError::InvalidArgument("tools.register is made by run_call".into())),
       Syscall::MemGet(args) => self.mem_get(pid, args),
       Syscall::MemList(args) => self.mem_list(pid, args),
       // Made by `run_call` in the transaction that journals it.
@@ -483,7 +623,9 @@ impl Kernel {
       | Syscall::ShellExec(_)
       | Syscall::Sleep { .. }
       | Syscall::CapsRequest(_)
-      | Syscall::Next(_) => {
+      | Syscall::Next(_)
+      | Syscall::ToolsCall { .. }
+      | Syscall::ToolsPropose(_) => {
         Err(SyscallError::InvalidArgument(format!("{} must be awaited", call.name())))
       }
       Syscall::Now => Ok(json!(self.0.clock.now_ms())),
@@ -608,6 +750,9 @@ fn resolve(call: &Syscall, pid: &str, cwd: &WsPath) -> Result<Access, SyscallErr
       return Ok(Access { request: Some(Request::new(Kind::Shell, args.program.clone())), path: None });
     }
     Syscall::ProcSignal { .. } => return Ok(Access { request: Some(Request::new(Kind::ProcSignal, "")), path: None }),
+    Syscall::ToolsCall { name, .. } => return Ok(Access { request: Some(super::tools::call_request(name)), path: None }),
+    Syscall::ToolsRegister { .. } => return Ok(Access { request: Some(Request::new(Kind::ToolRegister, "")), path: None }),
+    Syscall::ToolsList | Syscall::ToolsPropose(_) | Syscall::ToolsRevoke { .. } => return Ok(Access { request: None, path: None }),
     // The caller's own namespace needs no capability (DESIGN §4); see kernel::memory.
     Syscall::Checkpoint { .. } => return Ok(Access { request: None, path: None }),
     Syscall::MemPut(args) => return Ok(Access { request: args.access(pid)?, path: None }),
@@ -703,7 +848,7 @@ fn kind_name(kind: EntryKind) -> &'static str {
 /// no grant is spent here. A refusal is kept so `perform` can return it whole.
 struct FsGuard<'a> {
   kernel: &'a Kernel,
-  pid: &'a str,
+  trace: &'a Trace,
   call: &'a Syscall,
   kind: Kind,
   path: &'a WsPath,
@@ -712,9 +857,9 @@ struct FsGuard<'a> {
 }
 
 impl<'a> FsGuard<'a> {
-  fn new(kernel: &'a Kernel, pid: &'a str, call: &'a Syscall, kind: Kind, path: &'a WsPath) -> FsGuard<'a> {
+  fn new(kernel: &'a Kernel, trace: &'a Trace, call: &'a Syscall, kind: Kind, path: &'a WsPath) -> FsGuard<'a> {
     let op_digest = digest(call_digest_input(call).as_bytes());
-    FsGuard { kernel, pid, call, kind, path, op_digest, refusal: Default::default() }
+    FsGuard { kernel, trace, call, kind, path, op_digest, refusal: Default::default() }
   }
 
   fn check(&self, real: &WsPath) -> Result<(), String> {
@@ -723,7 +868,10 @@ impl<'a> FsGuard<'a> {
       return Ok(());
     }
     let request = Request::new(self.kind, real.as_str());
-    let decision = self.kernel.judge(self.pid, &request, &self.op_digest);
+    if let Err(SyscallError::PermissionDenied { message, .. }) = tool_bound(self.trace, self.call.name(), &request) {
+      return Err(message);
+    }
+    let decision = self.kernel.judge(&self.trace.pid, &request, &self.op_digest);
     let needed = request.suggestion().map(|c| c.to_string()).unwrap_or_default();
     // `reason` as `decide` names it for the audit log; `verdict` completes a sentence.
     let (reason, verdict) = match decision {

@@ -58,7 +58,7 @@ impl FetchArgs {
 }
 
 impl Kernel {
-  pub(super) async fn fetch(&self, pid: &str, args: FetchArgs) -> Result<Value, SyscallError> {
+  pub(super) async fn fetch(&self, caller: &super::dispatch::Trace, args: FetchArgs) -> Result<Value, SyscallError> {
     let request = FetchRequest {
       url: args.url.clone(),
       method: args.method.clone().unwrap_or_else(|| "GET".to_string()),
@@ -71,7 +71,7 @@ impl Kernel {
     // The guard's own denial explains a refusal better than the provider's summary.
     let refusal: RefCell<Option<SyscallError>> = RefCell::new(None);
     let guard = |connect: &Connect| {
-      self.check_connect(pid, connect).map_err(|denial| {
+      self.check_connect(caller, connect).map_err(|denial| {
         let reason = denial.to_string();
         *refusal.borrow_mut() = Some(denial);
         reason
@@ -93,15 +93,19 @@ impl Kernel {
 
   /// Decides one connection: the name and port, and for an internal address the
   /// address itself. Each decision is audited as `net.connect`.
-  fn check_connect(&self, pid: &str, connect: &Connect) -> Result<(), SyscallError> {
+  fn check_connect(&self, caller: &super::dispatch::Trace, connect: &Connect) -> Result<(), SyscallError> {
+    let pid = caller.pid.as_str();
     let mut needed = vec![Request::new(Kind::Net, connect.host_resource())];
     if connect.is_internal() {
       needed.push(Request::new(Kind::Net, connect.addr_resource()));
     }
-    let trace = self.trace_of(pid, "net.connect", super::audit::digest(connect.addr_resource().as_bytes()));
+    let trace = super::dispatch::Trace {
+      tool: caller.tool.clone(),
+      ..self.trace_of(pid, "net.connect", super::audit::digest(connect.addr_resource().as_bytes()))
+    };
     for request in needed {
-      let decision = self
-        .decide(pid, "net.connect", &request, &super::audit::digest(connect.addr_resource().as_bytes()))
+      let decision = super::dispatch::tool_bound(&trace, "net.connect", &request)
+        .and_then(|()| self.decide(pid, "net.connect", &request, &super::audit::digest(connect.addr_resource().as_bytes())))
         .and_then(|judgement| match judgement {
           super::dispatch::Judgement::Allowed(by) => Ok(by),
           // A connection mid-fetch cannot wait for a human: the URL's own host was

@@ -75,6 +75,9 @@ pub struct Spec {
   /// Where its `shell.exec` looks programs up.
   #[serde(default)]
   pub shell_path: Vec<PathBuf>,
+  /// Its image's tool table; `None`: every built-in tool.
+  #[serde(default)]
+  pub tools: Option<Vec<super::tools::ImageTool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +102,7 @@ pub fn spec_of(p: &Process, policy: &Policy, workspace: &std::path::Path, shell_
     policy: p.policy.clone().unwrap_or_else(|| policy.clone()),
     workspace: workspace.to_path_buf(),
     shell_path: p.shell_path.clone().unwrap_or_else(|| shell_path.to_vec()),
+    tools: p.tools.clone(),
   })
   .unwrap_or(Value::Null)
 }
@@ -262,6 +266,7 @@ impl Kernel {
         p.limits = spec.limits;
         p.mode = spec.mode;
         p.goal = spec.goal;
+        p.tools = spec.tools;
         p.policy = Some(spec.policy);
         p.shell_path = Some(spec.shell_path);
         p.cwd = WsPath::resolve(&WsPath::root(), &runtime.cwd).unwrap_or_else(|_| WsPath::root());
@@ -373,6 +378,7 @@ pub fn rollback(state_dir: &std::path::Path, pid: &str, id: i64, by: &str, now_m
     decided_by: Some(by.to_string()),
     args_digest: super::audit::digest(format!("{pid} {id}").as_bytes()),
     outcome: format!("rolled back to checkpoint {id}; {} side effect(s) after it cannot be undone", effects.len()),
+    tool: None,
   };
   let ns = super::memory::own_namespace(pid);
   db.rollback(id, &ns, &runtime, super::audit::next_record(entry)).map_err(|e| e.to_string())?;

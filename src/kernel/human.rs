@@ -382,6 +382,7 @@ pub fn answer(
       // The answer's value may be private; the record keeps its digest.
       args_digest: super::audit::digest(format!("{}:{:?}", answered.op_digest, answered.answer).as_bytes()),
       outcome,
+      tool: None,
     },
   )
   .map_err(|e| format!("the answer was recorded, but {e}"))?;

@@ -447,6 +447,26 @@ pub struct Image {
 }
 
 impl Image {
+  /// The tool table the image gives its processes: its `tools`, built-in names and
+  /// modules (read now, so a resumed process runs the code it started with); `None`
+  /// when it lists none (every built-in tool).
+  pub fn tool_table(&self) -> Result<Option<Vec<super::tools::ImageTool>>, String> {
+    use super::tools::ImageTool;
+    if self.manifest.tools.is_empty() {
+      return Ok(None);
+    }
+    let tools = self.manifest.tools.iter().map(|entry| {
+      if BUILTIN_TOOLS.contains(&entry.as_str()) {
+        return Ok(ImageTool::Builtin(entry.clone()));
+      }
+      let path = self.dir.join(entry);
+      let source = std::fs::read_to_string(&path).map_err(|e| format!("tool module {}: {e}", path.display()))?;
+      let url = url::Url::from_file_path(&path).map_err(|()| format!("tool module {} has no file URL", path.display()))?;
+      Ok(ImageTool::Module(super::tools::ToolCode { url: url.to_string(), source }))
+    });
+    tools.collect::<Result<Vec<_>, String>>().map(Some)
+  }
+
   /// Reads and checks the manifest `file`.
   pub fn load(file: &Path) -> Result<Image, ImageError> {
     let source = file.display().to_string();

@@ -89,6 +89,9 @@ impl Step {
 pub const SIDE_EFFECTS: &[&str] = &[
   "fs.writeText", "fs.writeBytes", "fs.mkdir", "fs.remove", "shell.exec", "net.fetch", "events.emit", "proc.spawn",
   "proc.signal",
+  // A tool's own syscalls are not journaled one by one: the call is, as a whole, and a
+  // crash inside it leaves it in doubt.
+  "tools.call",
 ];
 
 pub(super) fn has_side_effect(call: &Syscall) -> bool {

@@ -521,6 +521,7 @@ pub fn kill(state_dir: &Path, pid: &str, by: &str, now_ms: u64) -> Result<Killed
       decided_by: Some(by.to_string()),
       args_digest: super::audit::digest(pid.as_bytes()),
       outcome: reason,
+      tool: None,
     },
   )?;
   Ok(Killed::Orphan)

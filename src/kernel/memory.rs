@@ -291,6 +291,7 @@ pub fn put_as_human(state_dir: &Path, ns: &str, args: &PutArgs, by: &str, now_ms
     decided_by: Some(by.to_string()),
     args_digest: super::audit::digest(serde_json::json!({ "ns": ns, "key": args.key, "value": args.value }).to_string().as_bytes()),
     outcome: format!("ok: {} is at version {version}", shown(&args.key)),
+    tool: None,
   };
   super::audit::append_to(state_dir, entry)
     .map_err(|e| SyscallError::OperationFailed(format!("the value was written, but {e}")))?;
@@ -394,6 +395,7 @@ mod tests {
         goal: None,
         grants,
         limits: ProcessLimits::default(),
+        tools: None,
       })
       .unwrap();
     (kernel, pid)

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod process;
 pub mod shell;
 pub mod syscall;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -91,6 +92,8 @@ pub struct ProcessSpec {
   pub goal: Option<String>,
   pub grants: Vec<(Capability, GrantSource)>,
   pub limits: ProcessLimits,
+  /// The image's tool table; `None`: every built-in tool.
+  pub tools: Option<Vec<tools::ImageTool>>,
 }
 
 #[derive(Clone)]
@@ -126,6 +129,8 @@ struct Inner {
   /// Whether the host loop (`lifecycle::watch_signals`) runs.
   host_loop: std::sync::atomic::AtomicBool,
   launcher: OnceLock<Arc<dyn Launcher>>,
+  tool_host: OnceLock<Arc<dyn tools::ToolHost>>,
+  builtin_tools: OnceLock<Vec<tools::Tool>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,6 +178,8 @@ impl Kernel {
       crash_points: AtomicU64::new(0),
       host_loop: Default::default(),
       launcher: OnceLock::new(),
+      tool_host: OnceLock::new(),
+      builtin_tools: OnceLock::new(),
     })))
   }
 
@@ -234,6 +241,7 @@ impl Kernel {
     process.grants = grants;
     process.limits = spec.limits;
     process.goal = spec.goal;
+    process.tools = spec.tools;
     process.started_ms = self.0.clock.now_ms();
     process.transition(State::Running).expect("a new process can start");
     lock(&self.0.processes).insert(pid.clone(), process);
@@ -289,6 +297,9 @@ impl Kernel {
     self.0.resumed.notify_all();
     if let Some(stop) = stop {
       stop();
+    }
+    if let Some(host) = self.0.tool_host.get() {
+      host.release(pid);
     }
     Some(final_status)
   }

@@ -45,6 +45,8 @@ pub enum RuleSource {
   Human { request: String },
   /// The fork mode a process was spawned with (e.g. a speculative child's denials).
   ForkMode { mode: String, parent: String },
+  /// The process's tool table (calling a tool in it needs no grant).
+  ToolTable,
 }
 
 impl fmt::Display for RuleSource {
@@ -55,6 +57,7 @@ impl fmt::Display for RuleSource {
       RuleSource::Image(name) => write!(f, "image {name:?}"),
       RuleSource::Human { request } => write!(f, "human request {request:?}"),
       RuleSource::ForkMode { mode, parent } => write!(f, "its fork mode ({mode} child of {parent})"),
+      RuleSource::ToolTable => f.write_str("its tool table"),
     }
   }
 }

@@ -167,6 +167,8 @@ pub struct Process {
   pub args: Vec<String>,
   /// What the process is asked to do (`libos.goal`); `None` unless spawned with one.
   pub goal: Option<String>,
+  /// The image's tool table (children inherit it); `None`: every built-in tool.
+  pub tools: Option<Vec<super::tools::ImageTool>>,
   pub cwd: WsPath,
   pub grants: Vec<Grant>,
   /// Rules that apply to this process only, on top of the kernel's policy (a worker's
@@ -214,6 +216,7 @@ impl Process {
       script_root: parent.map(|p| p.script_root.clone()).unwrap_or_default(),
       args,
       goal: None,
+      tools: parent.and_then(|p| p.tools.clone()),
       cwd: parent.map(|p| p.cwd.clone()).unwrap_or_else(WsPath::root),
       grants: Vec::new(),
       rules: Vec::new(),

@@ -19,6 +19,8 @@ use super::memory::DeleteArgs as MemDeleteArgs;
 use super::memory::GetArgs as MemGetArgs;
 use super::memory::ListArgs as MemListArgs;
 use super::memory::PutArgs as MemPutArgs;
+use super::tools::ProposeArgs;
+use super::tools::Scope;
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "call", content = "args", deny_unknown_fields)]
@@ -116,6 +118,25 @@ pub enum Syscall {
     #[serde(default)]
     label: Option<String>,
   },
+  #[serde(rename = "tools.list")]
+  ToolsList,
+  #[serde(rename = "tools.call")]
+  ToolsCall {
+    name: String,
+    #[serde(default)]
+    args: Value,
+  },
+  #[serde(rename = "tools.propose")]
+  ToolsPropose(ProposeArgs),
+  #[serde(rename = "tools.register")]
+  ToolsRegister {
+    #[serde(rename = "candidateId")]
+    candidate: String,
+    #[serde(default)]
+    scope: Scope,
+  },
+  #[serde(rename = "tools.revoke")]
+  ToolsRevoke { name: String },
 }
 
 /// Every syscall name, for error messages.
@@ -124,6 +145,7 @@ pub const NAMES: &[&str] = &[
   "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
   "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask", "shell.exec", "sleep",
   "events.emit", "events.next", "caps.request", "mem.put", "mem.get", "mem.list", "mem.delete", "checkpoint",
+  "tools.list", "tools.call", "tools.propose", "tools.register", "tools.revoke",
 ];
 
 impl Syscall {
@@ -160,6 +182,7 @@ impl Syscall {
         | Syscall::ProcList
         | Syscall::CapsList
         | Syscall::Sleep { .. }
+        | Syscall::ToolsList
     )
   }
 
@@ -197,6 +220,11 @@ impl Syscall {
       Syscall::MemList(_) => "mem.list",
       Syscall::MemDelete(_) => "mem.delete",
       Syscall::Checkpoint { .. } => "checkpoint",
+      Syscall::ToolsList => "tools.list",
+      Syscall::ToolsCall { .. } => "tools.call",
+      Syscall::ToolsPropose(_) => "tools.propose",
+      Syscall::ToolsRegister { .. } => "tools.register",
+      Syscall::ToolsRevoke { .. } => "tools.revoke",
     }
   }
 }
@@ -263,6 +291,11 @@ mod tests {
       ("mem.list", Value::Null),
       ("mem.delete", json!({"key": "k", "ns": "team"})),
       ("checkpoint", json!({"label": "before"})),
+      ("tools.list", Value::Null),
+      ("tools.call", json!({"name": "read_file", "args": {"path": "a"}})),
+      ("tools.propose", json!({"name": "t", "description": "d", "input": {}, "source": ""})),
+      ("tools.register", json!({"candidateId": "c-1", "scope": "task"})),
+      ("tools.revoke", json!({"name": "t"})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

@@ -128,6 +128,29 @@ const MIGRATIONS: &[&str] = &[
      at_ms   INTEGER NOT NULL
    );
    CREATE INDEX events_topic ON events (root, topic, seq);",
+  // 4: JIT tools: proposed candidates (source in blobs) and registrations.
+  "CREATE TABLE tool_candidates (
+     id          TEXT PRIMARY KEY,
+     proposer    TEXT NOT NULL,
+     spec        TEXT NOT NULL,
+     source_hash TEXT NOT NULL REFERENCES blobs (hash),
+     report      TEXT NOT NULL,
+     passed      INTEGER NOT NULL,
+     created_ms  INTEGER NOT NULL
+   );
+   CREATE TABLE tools (
+     id            INTEGER PRIMARY KEY AUTOINCREMENT,
+     name          TEXT NOT NULL,
+     scope         TEXT NOT NULL CHECK (scope IN ('process', 'task', 'image')),
+     owner         TEXT NOT NULL,
+     root          TEXT NOT NULL,
+     image         TEXT,
+     candidate     TEXT NOT NULL REFERENCES tool_candidates (id),
+     registered_by TEXT NOT NULL,
+     registered_ms INTEGER NOT NULL,
+     revoked_ms    INTEGER
+   );
+   CREATE INDEX tools_active ON tools (name) WHERE revoked_ms IS NULL;",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ pub mod images;
 pub mod journal;
 pub mod memory;
 pub mod processes;
+pub mod tools;
 
 pub use db::Db;
 pub use db::StoreError;

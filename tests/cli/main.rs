@@ -2,6 +2,7 @@
 //! One test binary (modules by topic) keeps link time low.
 
 mod audit;
+mod builtin_tools;
 mod common;
 mod confinement;
 mod durable;
@@ -17,3 +18,5 @@ mod ps;
 mod run;
 mod scripts;
 mod shell;
+mod tool_test;
+mod tools;
