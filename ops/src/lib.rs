@@ -109,11 +109,27 @@ fn caller(state: &OpState) -> (String, Arc<dyn Broker>) {
   (caller.pid.clone(), caller.broker.clone())
 }
 
+/// JavaScript has one number type, and serde_v8 hands every number above 2^31 over as a
+/// float; a whole number (within 2^53, where floats are exact) is made an integer again,
+/// so `1795486166255` does not come back as `1795486166255.0`.
+pub fn whole_numbers(value: Value) -> Value {
+  const EXACT: f64 = 9_007_199_254_740_992.0;
+  match value {
+    Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+      Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Value::from(f as i64),
+      _ => Value::Number(n),
+    },
+    Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+    Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect()),
+    other => other,
+  }
+}
+
 #[op2]
 #[serde]
 fn op_syscall(state: &mut OpState, #[string] name: String, #[serde] args: serde_json::Value) -> serde_json::Value {
   let (pid, broker) = caller(state);
-  envelope(broker.syscall(&pid, &name, args))
+  envelope(broker.syscall(&pid, &name, whole_numbers(args)))
 }
 
 #[op2]
@@ -129,7 +145,7 @@ async fn op_syscall_async(
     let (pid, broker) = caller(&state);
     let cancel = Rc::new(CancelHandle::new());
     state.borrow_mut::<InFlight>().0.insert(ticket, cancel.clone());
-    (broker.syscall_async(&pid, &name, args), cancel)
+    (broker.syscall_async(&pid, &name, whole_numbers(args)), cancel)
   };
   let reply = match pending.or_cancel(cancel).await {
     Ok(reply) => reply,

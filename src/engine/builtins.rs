@@ -119,7 +119,8 @@ mod tests {
 
     let mut failures = Vec::new();
     for name in tool_names() {
-      let source = ToolSource { url: format!("libos:tools/{name}"), code: tool_source(name).unwrap().into(), dir: None };
+      let source =
+        ToolSource { url: format!("libos:tools/{name}"), code: tool_source(name).unwrap().into(), dir: None };
       match test_source(&source, name, Vec::new(), &[], &TestLimits::default(), modules()) {
         Ok(report) if report.ok() && report.passed() > 0 => {}
         Ok(report) => failures.push(report.render()),

@@ -159,7 +159,7 @@ impl ToolHost for EngineToolHost {
     let isolate = isolate(&self.frames, &self.limits, &kernel, &frame, &code);
     Box::pin(async move {
       let isolate = isolate?;
-      isolate.call(args).await.map_err(|e| failure(&frame, e))
+      isolate.call(args).await.map(alos_ops::whole_numbers).map_err(|e| failure(&frame, e))
     })
   }
 

@@ -118,7 +118,7 @@ impl Kernel {
     let stop = {
       let mut processes = lock(&self.0.processes);
       let Some(p) = processes.get_mut(pid) else { return false };
-      if p.in_flight > 1 || p.stop.is_none() {
+      if p.in_flight > 1 || p.tools_running > 0 || p.stop.is_none() {
         return false;
       }
       let reason = wake.reason();

@@ -193,6 +193,9 @@ pub struct Process {
   pub replaying: bool,
   /// Syscalls of this process now in progress (a waiting process with one may hibernate).
   pub in_flight: u32,
+  /// Tool calls in progress: a tool's own wait must not hibernate the process, which
+  /// would stop the caller in the middle of the call.
+  pub tools_running: u32,
   /// Position in each event topic: the last event seq taken.
   pub cursors: std::collections::BTreeMap<String, u64>,
   /// The policy it was started under, when it is not this host's (a resumed process).
@@ -233,6 +236,7 @@ impl Process {
       next_seq: 0,
       replaying: false,
       in_flight: 0,
+      tools_running: 0,
       cursors: Default::default(),
       wake: None,
       policy: None,

@@ -285,7 +285,15 @@ impl Kernel {
     let tool = self.tool_in_table(pid, name)?.ok_or_else(|| not_in_table(pid, name))?;
     check_input(&tool, &args)?;
     let host = self.tool_host()?.clone();
-    host.call(self.clone(), frame_id(pid, name), tool.code.clone(), args).await
+    let running = |delta: i32| {
+      if let Some(p) = lock(&self.0.processes).get_mut(pid) {
+        p.tools_running = p.tools_running.saturating_add_signed(delta);
+      }
+    };
+    running(1);
+    let result = host.call(self.clone(), frame_id(pid, name), tool.code.clone(), args).await;
+    running(-1);
+    result
   }
 
   /// `tools.propose`: checks a candidate (parse, static analysis, spec, capabilities ⊆

@@ -1279,7 +1279,9 @@ mod tests {
         assert!(wait_dead(text(&out.stdout).trim().parse().unwrap()));
 
         let mut opts = ExecOptions::new(&cwd);
-        opts.timeout = Duration::from_millis(200);
+        // Long enough for the shell to print the pid even on a loaded machine; the
+        // `wait` keeps it alive well past it.
+        opts.timeout = Duration::from_secs(2);
         let out = run_held(&sh, &args(&["-c", "sleep 30 & echo $!; wait"]), opts, false).unwrap();
         assert!(out.timed_out && out.status == ExitStatus::Signaled(9), "{out:?}");
         assert!(wait_dead(text(&out.stdout).trim().parse().unwrap()));

@@ -28,22 +28,21 @@ fn tests_announced(run: &Run) -> Option<usize> {
 
 /// Runs `alos tool SUBCOMMAND FILE` for every tool and returns one problem per failure,
 /// so a single run reports every broken tool.
-fn each_tool(subcommand: &str, check: impl Fn(&Path, &Run) -> Option<String>) -> Vec<String> {
+fn each_tool(subcommand: &str, check: impl Fn(&Run) -> Option<String>) -> Vec<String> {
   let sandbox = Sandbox::new();
   tool_files()
     .iter()
     .filter_map(|file| {
       let run = sandbox.cmd(&["tool", subcommand, file.to_str().expect("UTF-8 path")]);
-      check(file, &run).map(|why| {
-        format!("{}: {why}\n--- stdout\n{}\n--- stderr\n{}", file.display(), run.stdout, run.stderr)
-      })
+      check(&run)
+        .map(|why| format!("{}: {why}\n--- stdout\n{}\n--- stderr\n{}", file.display(), run.stdout, run.stderr))
     })
     .collect()
 }
 
 #[test]
 fn every_builtin_tool_passes_its_tests() {
-  let problems = each_tool("test", |_, run| {
+  let problems = each_tool("test", |run| {
     if run.code != 0 {
       return Some(format!("exit code {}, expected 0", run.code));
     }
@@ -59,7 +58,7 @@ fn every_builtin_tool_passes_its_tests() {
 
 #[test]
 fn every_builtin_tool_passes_static_analysis() {
-  let problems = each_tool("check", |_, run| {
+  let problems = each_tool("check", |run| {
     if run.code != 0 {
       return Some(format!("exit code {}, expected 0", run.code));
     }

@@ -352,3 +352,20 @@ fn a_registered_tool_survives_its_alos_being_killed_and_the_process_resumed() {
   assert_eq!((count("tools.propose"), count("tools.register")), (1, 1), "replay repeated the pipeline");
   sandbox.cmd(&["audit", "verify"]).expect_code(0);
 }
+
+/// A tool that waits for a human (ask_human) keeps its caller's isolate: the process does
+/// not hibernate mid-call, and the answer reaches the tool.
+#[test]
+fn a_tool_waiting_for_a_human_does_not_hibernate_its_caller() {
+  let sandbox = Sandbox::new();
+  sandbox.write("main.ts", r#"libos.exit(await libos.tools.call("ask_human", { question: "which colour?" }));"#);
+  let child = sandbox.spawn(&["run", "main.ts", "--json", "--allow", "human.ask"]);
+  let request = sandbox.next_request(&[]);
+  assert!(request["detail"].as_str().unwrap_or_default().contains("which colour?") || request.to_string().contains("which colour?"), "{request}");
+  sandbox.cmd(&["approve", request["id"].as_str().unwrap(), "--answer", "blue"]).expect_code(0);
+  let run = Run::finish(child);
+  let result = exit_result(&run);
+  assert!(result.to_string().contains("blue"), "{result}");
+  // No in-doubt question was raised: the only request was the tool's.
+  assert!(sandbox.cmd(&["inbox", "--json"]).stdout.trim() == "[]", "a second request appeared");
+}
