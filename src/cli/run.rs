@@ -29,6 +29,13 @@ use crate::kernel::Kernel;
 use crate::kernel::KernelConfig;
 use crate::kernel::ProcessSpec;
 use crate::provider::clock::SystemClock;
+use crate::provider::clock::VirtualClock;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockKind {
+  System,
+  Virtual,
+}
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -103,6 +110,11 @@ pub struct HostFlags {
   /// Wall-clock limit of one tool call (the tool's isolate is stopped and replaced).
   #[arg(long = "tool-timeout", value_name = "DUR", value_parser = parse_duration, default_value = "30s")]
   pub(super) tool_timeout: Duration,
+
+  /// The clock: the host's, or a virtual one starting at 2026-01-01T00:00:00Z on which
+  /// sleeps and human deadlines pass at once (deterministic demos and tests).
+  #[arg(long, value_enum, value_name = "CLOCK", default_value = "system")]
+  pub(super) clock: ClockKind,
 
   /// Isolates that may run at once; further runnable processes queue for a slot.
   #[arg(long = "max-isolates", value_name = "N", default_value_t = crate::engine::launcher::DEFAULT_MAX_ISOLATES)]
@@ -197,7 +209,10 @@ pub(super) fn with_kernel(flags: &HostFlags, policy: Policy, body: impl FnOnce(&
     workspace,
     state_dir,
     policy,
-    clock: Arc::new(SystemClock),
+    clock: match flags.clock {
+      ClockKind::System => Arc::new(SystemClock),
+      ClockKind::Virtual => Arc::new(VirtualClock::starting_at(VirtualClock::EPOCH_MS)),
+    },
     human: flags.human,
     shell_path: flags.shell_path.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect(),
     max_read_bytes: flags.max_read_bytes,
@@ -209,7 +224,7 @@ pub(super) fn with_kernel(flags: &HostFlags, policy: Policy, body: impl FnOnce(&
     heap_bytes: flags.heap_mb.map(|mb| mb as usize * 1024 * 1024),
     wall_time: flags.timeout,
   };
-  kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, &[], flags.max_isolates)));
+  kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, crate::engine::builtins::script_modules(), flags.max_isolates)));
   kernel.set_tool_host(Arc::new(EngineToolHost::new(ToolLimits {
     heap_bytes: Some(TOOL_HEAP_BYTES),
     call_wall_time: Some(flags.tool_timeout),

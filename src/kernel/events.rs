@@ -114,12 +114,14 @@ impl Kernel {
     let wake_at = trace.step.as_ref().and_then(|s| s.resumed_wake_at()).unwrap_or(now.saturating_add(ms));
     self.note_wait(trace, json!({ "wakeAtMs": wake_at }))?;
     let left = wake_at.saturating_sub(now);
-    if left >= HIBERNATE_AFTER_MS && self.try_hibernate(&trace.pid, Wake::At { ms: wake_at }) {
+    // On a virtual clock a sleep passes at once: nothing to hibernate for.
+    let virtual_time = self.0.clock.is_virtual();
+    if !virtual_time && left >= HIBERNATE_AFTER_MS && self.try_hibernate(&trace.pid, Wake::At { ms: wake_at }) {
       return std::future::pending().await;
     }
     self
       .while_waiting(&trace.pid, WaitReason::Sleep, async {
-        tokio::time::sleep(Duration::from_millis(left)).await;
+        self.0.clock.sleep_until(wake_at).await;
         Ok(Value::Null)
       })
       .await

@@ -18,7 +18,6 @@ use super::capability::Kind;
 use super::capability::Request;
 use super::error::SyscallError;
 use super::Kernel;
-use crate::provider::net;
 use crate::provider::net::Connect;
 use crate::provider::net::FetchRequest;
 use crate::provider::net::NetError;
@@ -77,7 +76,7 @@ impl Kernel {
         reason
       })
     };
-    match net::fetch(request, &guard).await {
+    match self.0.net.fetch(request, &guard).await {
       Ok(response) => Ok(json!({
         "status": response.status,
         "headers": response.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),

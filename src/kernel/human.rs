@@ -276,6 +276,11 @@ impl Kernel {
           self.0.db.close_request(&pending.id, status, now).map_err(|e| SyscallError::OperationFailed(e.to_string()))?;
           continue;
         }
+        // On a virtual clock a deadline passes at once (an answer already given wins).
+        if let (true, Some(deadline)) = (self.0.clock.is_virtual(), current.deadline_ms) {
+          self.0.clock.sleep_until(deadline).await;
+          continue;
+        }
         // Waiting for a human may take days: give the isolate up meanwhile.
         if self.try_hibernate(pid, super::hibernate::Wake::Request { id: pending.id.clone() }) {
           return std::future::pending().await;

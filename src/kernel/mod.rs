@@ -23,6 +23,8 @@ pub mod process;
 pub mod shell;
 pub mod syscall;
 pub mod tools;
+#[cfg(test)]
+mod provider_tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -60,7 +62,12 @@ use process::ProcessLimits;
 use process::State;
 use process::Stop;
 use crate::provider::clock::Clock;
+use crate::provider::fs::FileSystem;
 use crate::provider::fs::Workspace;
+use crate::provider::net::HostNetwork;
+use crate::provider::net::Network;
+use crate::provider::shell::HostShell;
+use crate::provider::shell::Shell;
 use crate::provider::human::HumanChannel;
 use crate::provider::human::QueueNotice;
 use crate::provider::human::Terminal;
@@ -99,8 +106,26 @@ pub struct ProcessSpec {
 #[derive(Clone)]
 pub struct Kernel(Arc<Inner>);
 
+/// The providers the kernel performs through, besides the clock and the human channel
+/// (see `KernelConfig`): the host's by default; tests swap in fakes. Swapping one
+/// changes no syscall, op or capability check.
+pub struct Providers {
+  /// `None`: the host's workspace at `KernelConfig::workspace`.
+  pub fs: Option<Arc<dyn FileSystem>>,
+  pub shell: Arc<dyn Shell>,
+  pub net: Arc<dyn Network>,
+}
+
+impl Default for Providers {
+  fn default() -> Providers {
+    Providers { fs: None, shell: Arc::new(HostShell), net: Arc::new(HostNetwork) }
+  }
+}
+
 struct Inner {
-  workspace: Workspace,
+  workspace: Arc<dyn FileSystem>,
+  shell: Arc<dyn Shell>,
+  net: Arc<dyn Network>,
   workspace_root: PathBuf,
   /// Grows at run time when a human answers "always".
   policy: RwLock<Policy>,
@@ -141,10 +166,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Kernel {
   pub fn open(config: KernelConfig) -> Result<Kernel, String> {
+    Kernel::open_with(config, Providers::default())
+  }
+
+  /// [`Kernel::open`] with the given providers.
+  pub fn open_with(config: KernelConfig, providers: Providers) -> Result<Kernel, String> {
     std::fs::create_dir_all(&config.state_dir)
       .map_err(|e| format!("cannot create state directory {}: {e}", config.state_dir.display()))?;
-    let workspace = Workspace::open(&config.workspace, std::slice::from_ref(&config.state_dir))
-      .map_err(|e| format!("cannot open workspace {}: {e}", config.workspace.display()))?;
+    let workspace: Arc<dyn FileSystem> = match providers.fs {
+      Some(fs) => fs,
+      None => Arc::new(
+        Workspace::open(&config.workspace, std::slice::from_ref(&config.state_dir))
+          .map_err(|e| format!("cannot open workspace {}: {e}", config.workspace.display()))?,
+      ),
+    };
     let db = Arc::new(Db::open(&config.state_dir).map_err(|e| e.to_string())?);
     let mut policy = config.policy;
     // "Allow always" answers given before, in any run on this state directory.
@@ -158,6 +193,8 @@ impl Kernel {
     };
     Ok(Kernel(Arc::new(Inner {
       workspace,
+      shell: providers.shell,
+      net: providers.net,
       workspace_root: config.workspace.clone(),
       policy: RwLock::new(policy),
       audit: AuditLog::open(db.clone()),

@@ -89,7 +89,7 @@ impl Kernel {
   }
 
   pub(super) fn prepare_shell(&self, pid: &str, args: &ShellArgs, cwd: &WsPath) -> Result<Prepared, SyscallError> {
-    let program = shell::resolve_program(&args.program, &self.shell_path_of(pid)).map_err(shell_error)?;
+    let program = self.0.shell.resolve(&args.program, &self.shell_path_of(pid)).map_err(shell_error)?;
     let cwd = match &args.cwd {
       None => cwd.clone(),
       Some(dir) => WsPath::resolve(cwd, dir)
@@ -145,8 +145,9 @@ impl Kernel {
     let timeout = args.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
     let stdin = args.stdin.map(String::into_bytes);
     let argv = args.args;
+    let provider = self.0.shell.clone();
     let output = tokio::task::spawn_blocking(move || {
-      shell::exec(
+      provider.exec(
         &prepared.program,
         &argv,
         ExecOptions { cwd: &dir, stdin, env, timeout, max_output_bytes: MAX_OUTPUT_BYTES },

@@ -529,6 +529,44 @@ fn real_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
     Ok(PathBuf::from(OsString::from_vec(target.into_bytes())))
 }
 
+/// The filesystem provider as the kernel uses it. [`Workspace`] is the host's;
+/// [`crate::provider::recording::RecordingFs`] wraps one and records every operation.
+/// Each operation hands `guard` the real path it is about to touch (see [`Guard`]).
+pub trait FileSystem: Send + Sync {
+    fn read(&self, path: &WsPath, max_bytes: u64, guard: Guard<'_>) -> Result<Vec<u8>, FsError>;
+    fn write(&self, path: &WsPath, bytes: &[u8], mode: WriteMode, guard: Guard<'_>) -> Result<u64, FsError>;
+    fn list(&self, path: &WsPath, guard: Guard<'_>) -> Result<Vec<Entry>, FsError>;
+    fn stat(&self, path: &WsPath, guard: Guard<'_>) -> Result<Stat, FsError>;
+    fn mkdir(&self, path: &WsPath, recursive: bool, guard: Guard<'_>) -> Result<(), FsError>;
+    fn remove(&self, path: &WsPath, recursive: bool, guard: Guard<'_>) -> Result<(), FsError>;
+    /// A handle on a directory (a shell command's working directory).
+    fn directory(&self, path: &WsPath, guard: Guard<'_>) -> Result<Dir, FsError>;
+}
+
+impl FileSystem for Workspace {
+    fn read(&self, path: &WsPath, max_bytes: u64, guard: Guard<'_>) -> Result<Vec<u8>, FsError> {
+        Workspace::read(self, path, max_bytes, guard)
+    }
+    fn write(&self, path: &WsPath, bytes: &[u8], mode: WriteMode, guard: Guard<'_>) -> Result<u64, FsError> {
+        Workspace::write(self, path, bytes, mode, guard)
+    }
+    fn list(&self, path: &WsPath, guard: Guard<'_>) -> Result<Vec<Entry>, FsError> {
+        Workspace::list(self, path, guard)
+    }
+    fn stat(&self, path: &WsPath, guard: Guard<'_>) -> Result<Stat, FsError> {
+        Workspace::stat(self, path, guard)
+    }
+    fn mkdir(&self, path: &WsPath, recursive: bool, guard: Guard<'_>) -> Result<(), FsError> {
+        Workspace::mkdir(self, path, recursive, guard)
+    }
+    fn remove(&self, path: &WsPath, recursive: bool, guard: Guard<'_>) -> Result<(), FsError> {
+        Workspace::remove(self, path, recursive, guard)
+    }
+    fn directory(&self, path: &WsPath, guard: Guard<'_>) -> Result<Dir, FsError> {
+        Workspace::directory(self, path, guard)
+    }
+}
+
 /// A workspace directory tree, reachable only beneath its root.
 #[derive(Debug)]
 pub struct Workspace {

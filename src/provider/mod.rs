@@ -5,4 +5,5 @@ pub mod clock;
 pub mod fs;
 pub mod human;
 pub mod net;
+pub mod recording;
 pub mod shell;

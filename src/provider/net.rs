@@ -362,6 +362,28 @@ fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, r
     Ok(config)
 }
 
+/// The network provider as the kernel uses it; [`HostNetwork`] is the real one.
+pub trait Network: Send + Sync {
+    fn fetch<'a>(
+        &'a self,
+        request: FetchRequest,
+        guard: Guard<'a>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<FetchResponse, NetError>> + 'a>>;
+}
+
+/// The host's network, trusting the web PKI roots.
+pub struct HostNetwork;
+
+impl Network for HostNetwork {
+    fn fetch<'a>(
+        &'a self,
+        request: FetchRequest,
+        guard: Guard<'a>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<FetchResponse, NetError>> + 'a>> {
+        Box::pin(fetch(request, guard))
+    }
+}
+
 /// Fetches `request.url`, trusting [`Tls::webpki`] for `https`. See the module docs.
 pub async fn fetch(request: FetchRequest, guard: Guard<'_>) -> Result<FetchResponse, NetError> {
     fetch_with(request, guard, &Tls::webpki()).await

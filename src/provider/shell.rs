@@ -531,6 +531,26 @@ pub struct ExecOutput {
     pub duration: Duration,
 }
 
+/// The shell provider as the kernel uses it; [`HostShell`] runs real programs.
+pub trait Shell: Send + Sync {
+    /// Finds `name` on `search_path` and holds the file that would run.
+    fn resolve(&self, name: &str, search_path: &[PathBuf]) -> Result<Program, ShellError>;
+    /// Runs a resolved program (blocking; the kernel calls it off the isolate's thread).
+    fn exec(&self, program: &Program, args: &[String], opts: ExecOptions<'_>) -> Result<ExecOutput, ShellError>;
+}
+
+/// The host's programs, run by exact file (see the module docs).
+pub struct HostShell;
+
+impl Shell for HostShell {
+    fn resolve(&self, name: &str, search_path: &[PathBuf]) -> Result<Program, ShellError> {
+        resolve_program(name, search_path)
+    }
+    fn exec(&self, program: &Program, args: &[String], opts: ExecOptions<'_>) -> Result<ExecOutput, ShellError> {
+        exec(program, args, opts)
+    }
+}
+
 /// Runs `program` with `args` as `argv[1..]` (`argv[0]` is the program's name), after
 /// [`Program::verify_unchanged`]. Fails only if it could not be started or watched;
 /// a non-zero exit, a signal or a timeout is an [`ExecOutput`].
