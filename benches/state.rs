@@ -632,6 +632,8 @@ fn open_host(name: &str) -> Res<Host> {
     human: HumanMode::Queue,
     shell_path: vec![],
     max_read_bytes: 64 << 20,
+    model: None,
+    default_model: None,
   })?;
   let limits = IsolateLimits { heap_bytes: None, wall_time: None };
   kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, &[], DEFAULT_MAX_ISOLATES)));

@@ -229,6 +229,12 @@ const tools = freeze({
   revoke: (name) => callAsync("tools.revoke", { name }),
 });
 
+// Needs `model:PROVIDER/MODEL`. The reply's tool calls carry `arguments` as the model
+// sent them and `args` parsed (null when not JSON).
+const model = freeze({
+  complete: (request) => callAsync("model.complete", options(request)),
+});
+
 const libos = freeze({
   pid: self.pid,
   args: freeze(self.args ?? []),
@@ -242,6 +248,7 @@ const libos = freeze({
   shell,
   events,
   tools,
+  model,
   sleep: (ms) => callAsync("sleep", { ms }),
   checkpoint: (label) => callAsync("checkpoint", { label: label === undefined ? null : label }),
   now: () => call("now"),

@@ -78,6 +78,9 @@ declare namespace libos {
       mode?: "restricted" | "worker" | "speculative" | "copy";
       cwd?: string;
       maxSyscalls?: number;
+      /** At most what this process has left of its own model budget. */
+      modelCalls?: number;
+      modelTokens?: number;
     }): Promise<string>;
     /** Waits for a descendant to exit. */
     function wait(pid: string, options?: { timeoutMs?: number }): Promise<Info>;
@@ -222,6 +225,46 @@ declare namespace libos {
     function register(candidateId: string, options?: { scope?: "process" | "task" | "image" }): Promise<{ name: string; scope: string }>;
     /** Revokes a JIT tool this process registered. */
     function revoke(name: string): Promise<{ name: string }>;
+  }
+
+  /** Language models, answered by the host's provider (`alos run --model`). */
+  namespace model {
+    /** A tool call the model made. `name` is as the model sent it (possibly empty or not
+     * in the tool table); check it before calling. */
+    interface ToolCall {
+      id: string;
+      name: string;
+      /** The arguments' JSON text, exactly as the model sent it. */
+      arguments: string;
+      /** `arguments` parsed, or null when it is not valid JSON. */
+      args: unknown | null;
+    }
+    type Message =
+      | { role: "system" | "user"; content: string }
+      | { role: "assistant"; content: string | null; toolCalls?: ToolCall[] }
+      | { role: "tool"; toolCallId: string; name?: string; content: string };
+    interface Reply {
+      message: { role: "assistant"; content: string | null; toolCalls: ToolCall[] };
+      /** The same as `message.toolCalls`. */
+      toolCalls: ToolCall[];
+      usage: { inputTokens: number; outputTokens: number };
+      finishReason: "stop" | "tool_calls" | "length" | string;
+      /** "PROVIDER/MODEL" that answered. */
+      model: string;
+    }
+    /** Needs `model:PROVIDER/MODEL` (e.g. `model:openai/gpt-4o-mini`). `model` is
+     * "PROVIDER:MODEL", by default the host's `--model`. Counts against the process's
+     * `--model-calls` and `--model-tokens` budgets (shared with its ancestors): when one
+     * is spent, throws LimitExceeded. Endpoint failures: Timeout (`--model-timeout`),
+     * OperationFailed (key refused, unreachable, malformed answer, still failing after
+     * retries). A resumed process gets its journaled answers again, without a new call. */
+    function complete(request: {
+      model?: string;
+      messages: Message[];
+      /** As `libos.tools.list()` returns them. */
+      tools?: Pick<ToolInfo, "name" | "description" | "parameters">[];
+      maxTokens?: number;
+    }): Promise<Reply>;
   }
 
   function sleep(ms: number): Promise<void>;

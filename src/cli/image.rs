@@ -6,6 +6,7 @@ use clap::Args;
 use clap::Subcommand;
 use serde_json::json;
 
+use super::builtin_images;
 use super::exit;
 use super::location::Location;
 use super::usage_error;
@@ -135,35 +136,52 @@ fn ls(args: LsArgs) -> u8 {
     Vec::new()
   };
   let manifests: Vec<Option<Manifest>> = rows.iter().map(|row| Manifest::check(&row.manifest, None).ok()).collect();
+  // Built-in images follow the added ones; an added image of the same name hides one.
+  let builtins: Vec<_> =
+    builtin_images::all().iter().filter(|b| !rows.iter().any(|r| r.name == b.name)).map(|b| (b, b.manifest())).collect();
   if args.json {
-    let out: Vec<_> = rows
-      .iter()
-      .zip(&manifests)
-      .map(|(row, manifest)| {
-        json!({
-          "name": row.name,
-          "version": row.version,
-          "hash": row.hash,
-          "entry": manifest.as_ref().map(|m| m.entry.clone()),
-          "description": manifest.as_ref().and_then(|m| m.description.clone()),
-          "dir": row.dir,
-          "added_ms": row.added_ms,
-          "added": rfc3339(row.added_ms),
-        })
+    let added = rows.iter().zip(&manifests).map(|(row, manifest)| {
+      json!({
+        "name": row.name,
+        "version": row.version,
+        "hash": row.hash,
+        "entry": manifest.as_ref().map(|m| m.entry.clone()),
+        "description": manifest.as_ref().and_then(|m| m.description.clone()),
+        "dir": row.dir,
+        "added_ms": row.added_ms,
+        "added": rfc3339(row.added_ms),
+        "builtin": false,
       })
-      .collect();
-    println!("{}", serde_json::Value::Array(out));
+    });
+    let builtin = builtins.iter().map(|(b, manifest)| {
+      json!({
+        "name": b.name,
+        "version": manifest.version,
+        "hash": b.hash(),
+        "entry": manifest.entry,
+        "description": manifest.description,
+        "dir": null,
+        "added_ms": null,
+        "added": null,
+        "builtin": true,
+      })
+    });
+    println!("{}", serde_json::Value::Array(added.chain(builtin).collect()));
     return exit::OK;
   }
   if rows.is_empty() {
-    println!("no images (add one with `alos image add FILE`)");
-    return exit::OK;
+    println!("no images added (add one with `alos image add FILE`); built-in images:");
   }
   let mut table = vec![["NAME", "VERSION", "HASH", "ENTRY", "ADDED"].map(String::from)];
   for (row, manifest) in rows.iter().zip(&manifests) {
     let hash = row.hash.get(..19).unwrap_or(&row.hash).to_string();
     let entry = manifest.as_ref().map_or("?".to_string(), |m| printable(&m.entry));
     table.push([row.name.clone(), row.version.clone(), hash, entry, rfc3339(row.added_ms)]);
+  }
+  for (b, manifest) in &builtins {
+    let hash = b.hash();
+    let hash = hash.get(..19).unwrap_or(&hash).to_string();
+    table.push([b.name.to_string(), manifest.version.clone(), hash, manifest.entry.clone(), "built-in".to_string()]);
   }
   let widths: Vec<usize> = (0..5).map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
   for row in table {

@@ -1,10 +1,12 @@
 //! The `alos` command line (clap). Each subcommand has its own module.
 
 mod audit;
+mod builtin_images;
 mod human;
 mod image;
 mod location;
 mod mem;
+mod progress;
 mod ps;
 mod resume;
 mod run;
@@ -97,6 +99,15 @@ pub fn main() -> ExitCode {
     }
   };
   init_tracing(cli.verbose);
+  // Commands that only read and print end quietly when their reader goes away
+  // (`alos audit | head`), as Unix tools do; commands that host processes keep
+  // Rust's default (a closed pipe is an error they report, not a signal that kills them).
+  if matches!(cli.command, Command::Audit(_) | Command::Inbox(_) | Command::Ps(_) | Command::Mem(_) | Command::Image(_)) {
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+      libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+  }
   let code = match cli.command {
     Command::Run(args) => run::run(args),
     Command::Spawn(args) => spawn::spawn(args),

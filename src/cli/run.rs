@@ -1,5 +1,6 @@
 //! `alos run SCRIPT`: run an agent script as a root AgentProcess.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,12 @@ use crate::kernel::KernelConfig;
 use crate::kernel::ProcessSpec;
 use crate::provider::clock::SystemClock;
 use crate::provider::clock::VirtualClock;
+use crate::provider::model::ModelProvider;
+use crate::provider::model::ModelSpec;
+use crate::provider::model::OpenAi;
+use crate::provider::model::OpenAiConfig;
+use crate::provider::model::Scripted;
+use crate::provider::model::SCRIPTED_DEFAULT_MODEL;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClockKind {
@@ -116,6 +123,23 @@ pub struct HostFlags {
   #[arg(long, value_enum, value_name = "CLOCK", default_value = "system")]
   pub(super) clock: ClockKind,
 
+  /// The model libos.model.complete uses when a call names none: openai:MODEL (with
+  /// OPENAI_BASE_URL and OPENAI_API_KEY from the environment) or scripted:FILE.json.
+  #[arg(long, value_name = "SPEC", value_parser = parse_model)]
+  pub(super) model: Option<ModelSpec>,
+
+  /// Model calls the process and its children may make in all.
+  #[arg(long = "model-calls", value_name = "N")]
+  pub(super) model_calls: Option<u64>,
+
+  /// Model tokens (input + output) the process and its children may use in all.
+  #[arg(long = "model-tokens", value_name = "N")]
+  pub(super) model_tokens: Option<u64>,
+
+  /// Wall-clock limit of one attempt to get an answer from the model endpoint.
+  #[arg(long = "model-timeout", value_name = "DUR", value_parser = parse_duration, default_value = "60s")]
+  pub(super) model_timeout: Duration,
+
   /// Isolates that may run at once; further runnable processes queue for a slot.
   #[arg(long = "max-isolates", value_name = "N", default_value_t = crate::engine::launcher::DEFAULT_MAX_ISOLATES)]
   pub(super) max_isolates: usize,
@@ -131,6 +155,10 @@ pub struct HostFlags {
 
 pub(super) fn parse_capability(text: &str) -> Result<Capability, String> {
   text.parse::<Capability>().map_err(|e| e.to_string())
+}
+
+fn parse_model(text: &str) -> Result<ModelSpec, String> {
+  text.parse()
 }
 
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -155,13 +183,41 @@ pub fn run(args: RunArgs) -> u8 {
       args: flags.args.clone(),
       goal: None,
       grants: flags.allow.iter().map(|cap| (cap.clone(), GrantSource::Cli)).collect(),
-      limits: ProcessLimits { max_syscalls: flags.max_syscalls, ..ProcessLimits::default() },
+      limits: flags.limits(),
       tools: None,
     })
   })
 }
 
+/// Who answers `model.complete` on this host, and its default model.
+type HostModel = (Option<Arc<dyn ModelProvider>>, Option<String>);
+
 impl HostFlags {
+  /// The root process's budgets.
+  pub(super) fn limits(&self) -> ProcessLimits {
+    ProcessLimits {
+      max_syscalls: self.max_syscalls,
+      model_calls: self.model_calls,
+      model_tokens: self.model_tokens,
+      ..ProcessLimits::default()
+    }
+  }
+
+  /// The host's model provider and default model (`PROVIDER:MODEL`), from `--model`.
+  fn model(&self) -> Result<HostModel, String> {
+    Ok(match &self.model {
+      None => (None, None),
+      Some(ModelSpec::OpenAi { model }) => {
+        let provider = OpenAi::new(OpenAiConfig::from_env(self.model_timeout));
+        (Some(Arc::new(provider)), Some(format!("openai:{model}")))
+      }
+      Some(ModelSpec::Scripted { file }) => {
+        let provider = Scripted::load(file)?;
+        (Some(Arc::new(provider)), Some(format!("scripted:{SCRIPTED_DEFAULT_MODEL}")))
+      }
+    })
+  }
+
   /// The policy file's rules, then the `--deny` and `--ask` rules.
   pub(super) fn policy(&self) -> Result<Policy, String> {
     let mut policy = match &self.policy {
@@ -205,6 +261,10 @@ pub(super) fn with_kernel(flags: &HostFlags, policy: Policy, body: impl FnOnce(&
     Ok(dirs) => dirs,
     Err(e) => return usage_error(e),
   };
+  let (model, default_model) = match flags.model() {
+    Ok(model) => model,
+    Err(e) => return usage_error(e),
+  };
   let kernel = match Kernel::open(KernelConfig {
     workspace,
     state_dir,
@@ -216,6 +276,8 @@ pub(super) fn with_kernel(flags: &HostFlags, policy: Policy, body: impl FnOnce(&
     human: flags.human,
     shell_path: flags.shell_path.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect(),
     max_read_bytes: flags.max_read_bytes,
+    model,
+    default_model,
   }) {
     Ok(kernel) => kernel,
     Err(e) => return usage_error(e),
@@ -233,7 +295,7 @@ pub(super) fn with_kernel(flags: &HostFlags, policy: Policy, body: impl FnOnce(&
   body(&kernel)
 }
 
-fn report(pid: &str, status: &ExitStatus, json: bool) -> u8 {
+pub(super) fn report(pid: &str, status: &ExitStatus, json: bool) -> u8 {
   let code = match status {
     ExitStatus::Ok { .. } => exit::OK,
     ExitStatus::Error { class: Some(class), .. } if class == "PermissionDenied" => exit::PERMISSION_DENIED,
@@ -244,12 +306,14 @@ fn report(pid: &str, status: &ExitStatus, json: bool) -> u8 {
     let mut out = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
     out["pid"] = json!(pid);
     out["exit_code"] = json!(code);
-    println!("{out}");
+    // A reader that went away (`| head`) is no reason to fail: the outcome is in the
+    // exit code and the audit log.
+    let _ = writeln!(std::io::stdout(), "{out}");
     return code;
   }
   match status {
     ExitStatus::Ok { result } if !result.is_null() => {
-      println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+      let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(result).unwrap_or_default());
     }
     ExitStatus::Ok { .. } => {}
     ExitStatus::Error { error, .. } => eprintln!("error: {error}"),

@@ -1,6 +1,7 @@
-//! The built-in modules served as `libos:NAME`: `libos:tool` (what every tool imports) and
-//! each built-in tool as `libos:tools/NAME`, compiled into the binary so a tool that
-//! runs is exactly the source that was shipped.
+//! The built-in modules served as `libos:NAME`, compiled into the binary so what runs is
+//! exactly the source that was shipped. Tool isolates get `libos:tool` (what every tool
+//! imports) and each built-in tool as `libos:tools/NAME`; agent scripts get `libos:agent`
+//! (the agent loop, js/agent.js).
 
 use super::loader::Builtins;
 
@@ -40,9 +41,17 @@ static MODULES: Builtins = tools![
   "object_to_file",
 ];
 
-/// Every built-in module, as `(name after "libos:", source)`.
+/// The modules an agent script may import.
+static SCRIPT_MODULES: Builtins = &[("agent", include_str!("../../js/agent.js"))];
+
+/// Every built-in module of tool isolates, as `(name after "libos:", source)`.
 pub fn modules() -> Builtins {
   MODULES
+}
+
+/// The built-in modules of agent scripts' isolates (`libos:agent`).
+pub fn script_modules() -> Builtins {
+  SCRIPT_MODULES
 }
 
 /// The names of the built-in tools (`read_file`, ...), in table order.
@@ -67,6 +76,14 @@ mod tests {
     assert_eq!(tool_names().collect::<Vec<_>>(), BUILTIN_TOOLS);
     assert_eq!(modules().len(), BUILTIN_TOOLS.len() + 1, "libos:tool plus one module per tool");
     assert!(modules().iter().any(|(name, code)| *name == "tool" && code.contains("export function defineTool")));
+  }
+
+  #[test]
+  fn scripts_get_the_agent_loop_and_no_tool_modules() {
+    let names: Vec<&str> = script_modules().iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, ["agent"]);
+    assert!(script_modules()[0].1.contains("export async function runAgent"));
+    assert!(script_modules()[0].1.is_ascii(), "js/agent.js must stay ASCII");
   }
 
   #[test]

@@ -118,19 +118,38 @@ impl Kernel {
     dispatched.unwrap_or_else(|e| Dispatched::Ready(Err(e)))
   }
 
+  /// Whether `call` may change something outside the journal, so that it is journaled
+  /// as started before it runs (and is in doubt after a crash). A tool call is, when
+  /// its tool declares any capability that writes, runs or sends; a read-only tool's
+  /// call is simply run again.
+  fn effectful(&self, pid: &str, call: &Syscall) -> bool {
+    match call {
+      Syscall::ToolsCall { name, .. } => match self.tool_in_table(pid, name) {
+        Ok(Some(tool)) => tool.capabilities.iter().any(|c| {
+          !matches!(c.kind(), Kind::FsRead | Kind::MemRead | Kind::HumanAsk | Kind::EventWait | Kind::ToolCall | Kind::Model)
+        }),
+        _ => true,
+      },
+      _ => has_side_effect(call),
+    }
+  }
+
   /// A syscall a tool makes while `caller` calls it: decided as the caller's, within the
   /// tool's declared capabilities, audited with the tool's name, and not journaled on
   /// its own (the caller's `tools.call` is, as a whole).
   fn dispatch_for_tool(&self, caller: &str, tool: &str, name: &str, args: Value) -> Result<Dispatched, SyscallError> {
     let args_digest = digest(args.to_string().as_bytes());
-    let Some(entry) = self.tool_in_table(caller, tool)? else {
+    let entry = self.tool_in_table(caller, tool)?;
+    // The bootstrap of a tool isolate started just before a revoke still learns who it
+    // runs for (`proc.self` needs no authority); everything else it tries is refused.
+    if entry.is_none() && name != "proc.self" {
       return Err(SyscallError::PermissionDenied {
         syscall: name.to_string(),
         capability: String::new(),
         reason: "tool revoked".into(),
         message: format!("{name}: tool {tool} is no longer in the tool table of {caller} (revoked)"),
       });
-    };
+    }
     let who = self.account(caller, name, &args_digest)?;
     let trace = Trace {
       pid: caller.to_string(),
@@ -139,7 +158,7 @@ impl Kernel {
       args_digest,
       cwd: who.cwd,
       step: None,
-      tool: Some(std::sync::Arc::new(entry)),
+      tool: entry.map(std::sync::Arc::new),
     };
     let call = match Syscall::decode(name, args) {
       Ok(Syscall::Exit { .. } | Syscall::Checkpoint { .. })
@@ -195,7 +214,7 @@ impl Kernel {
     let audit = |request: Option<&Request>, decision: Verdict, decided_by: Option<String>, outcome: String| {
       self.audit_call(&trace, request, decision, decided_by, outcome)
     };
-    let access = match resolve(&call, pid, &trace.cwd) {
+    let access = match resolve(&call, pid, &trace.cwd, self.0.default_model.as_deref()) {
       Ok(access) => access,
       Err(e) => {
         audit(None, Verdict::Deny, Some("path resolution".into()), outcome_of(&Err::<Value, _>(e.clone())))?;
@@ -259,7 +278,7 @@ impl Kernel {
     let verdict = if access.request.is_some() { Verdict::Allow } else { Verdict::None };
     if let Some(waiting) = self.waiting(&trace, &call, prepared) {
       let (kernel, audited, request) = (self.clone(), call.is_audited(), access.request.clone());
-      if has_side_effect(&call) {
+      if self.effectful(pid, &call) {
         self.mark_started(&trace)?;
       }
       return Ok(Dispatched::Waiting(Box::pin(async move {
@@ -419,6 +438,10 @@ impl Kernel {
       Syscall::ToolsPropose(args) => {
         let (kernel, me, args) = (self.clone(), pid.to_string(), args.clone());
         Some(Box::pin(async move { kernel.tools_propose(&me, args).await }))
+      }
+      Syscall::ModelComplete(args) => {
+        let (kernel, trace, args) = (self.clone(), trace.clone(), args.clone());
+        Some(Box::pin(async move { kernel.model_complete(&trace, args).await }))
       }
       Syscall::ProcWait { pid: target, timeout_ms } => {
         let (kernel, me, target) = (self.clone(), pid.to_string(), target.clone());
@@ -625,7 +648,8 @@ impl Kernel {
       | Syscall::CapsRequest(_)
       | Syscall::Next(_)
       | Syscall::ToolsCall { .. }
-      | Syscall::ToolsPropose(_) => {
+      | Syscall::ToolsPropose(_)
+      | Syscall::ModelComplete(_) => {
         Err(SyscallError::InvalidArgument(format!("{} must be awaited", call.name())))
       }
       Syscall::Now => Ok(json!(self.0.clock.now_ms())),
@@ -724,9 +748,9 @@ impl Kernel {
   }
 }
 
-/// Resolves the resource a syscall touches against the caller (`pid`, its cwd), and
-/// names the capability it needs.
-fn resolve(call: &Syscall, pid: &str, cwd: &WsPath) -> Result<Access, SyscallError> {
+/// Resolves the resource a syscall touches against the caller (`pid`, its cwd, the
+/// host's default model), and names the capability it needs.
+fn resolve(call: &Syscall, pid: &str, cwd: &WsPath, default_model: Option<&str>) -> Result<Access, SyscallError> {
   let (kind, raw) = match call {
     Syscall::ReadText { path } | Syscall::ReadBytes { path } | Syscall::List { path } | Syscall::Stat { path }
     | Syscall::Chdir { path } => (Kind::FsRead, path),
@@ -750,6 +774,9 @@ fn resolve(call: &Syscall, pid: &str, cwd: &WsPath) -> Result<Access, SyscallErr
       return Ok(Access { request: Some(Request::new(Kind::Shell, args.program.clone())), path: None });
     }
     Syscall::ProcSignal { .. } => return Ok(Access { request: Some(Request::new(Kind::ProcSignal, "")), path: None }),
+    Syscall::ModelComplete(args) => {
+      return Ok(Access { request: Some(Request::new(Kind::Model, args.target(default_model)?.resource())), path: None })
+    }
     Syscall::ToolsCall { name, .. } => return Ok(Access { request: Some(super::tools::call_request(name)), path: None }),
     Syscall::ToolsRegister { .. } => return Ok(Access { request: Some(Request::new(Kind::ToolRegister, "")), path: None }),
     Syscall::ToolsList | Syscall::ToolsPropose(_) | Syscall::ToolsRevoke { .. } => return Ok(Access { request: None, path: None }),

@@ -86,6 +86,9 @@ struct Runtime {
   cwd: String,
   grants: Vec<Grant>,
   children_spawned: u32,
+  /// Absent in rows written before model budgets existed.
+  #[serde(default)]
+  model_used: super::process::ModelUsage,
   cursors: std::collections::BTreeMap<String, u64>,
   wake: Option<Wake>,
 }
@@ -272,6 +275,7 @@ impl Kernel {
         p.cwd = WsPath::resolve(&WsPath::root(), &runtime.cwd).unwrap_or_else(|_| WsPath::root());
         p.grants = runtime.grants;
         p.children_spawned = runtime.children_spawned;
+        p.model_used = runtime.model_used;
         p.cursors = runtime.cursors;
         p.started_ms = row.started_ms;
         let next_grant = p.grants.iter().map(|g| g.id.0 + 1).max().unwrap_or(1);

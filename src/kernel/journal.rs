@@ -141,6 +141,7 @@ pub(super) fn runtime_of(p: &Process) -> Value {
     "cwd": p.cwd.as_str(),
     "grants": p.grants,
     "childrenSpawned": p.children_spawned,
+    "modelUsed": p.model_used,
     "cursors": p.cursors,
     "wake": p.wake,
   })

@@ -60,6 +60,9 @@ pub struct SpawnArgs {
   /// The child's cwd (default: the parent's), relative to the parent's cwd.
   pub cwd: Option<String>,
   pub max_syscalls: Option<u64>,
+  /// The child's model budget; it gets at most what the parent has left anyway.
+  pub model_calls: Option<u64>,
+  pub model_tokens: Option<u64>,
 }
 
 /// The signals a process can send to its descendants.
@@ -167,7 +170,12 @@ impl Kernel {
       // A resumed parent's own policy and search path hold for its new children too.
       child.policy = parent.policy.clone();
       child.shell_path = parent.shell_path.clone();
-      child.limits = parent.limits.for_child(parent.syscalls, spec.max_syscalls);
+      child.limits = parent.limits.for_child(parent.syscalls, spec.max_syscalls).with_model_budget(
+        &parent.limits,
+        parent.model_used,
+        spec.model_calls,
+        spec.model_tokens,
+      );
       child.started_ms = now;
       child.transition(State::Running).expect("a new process can start");
       let script_root = child.script_root.clone();

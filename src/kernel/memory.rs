@@ -384,6 +384,8 @@ mod tests {
       human: HumanMode::Deny,
       shell_path: Vec::new(),
       max_read_bytes: 1 << 20,
+      model: None,
+      default_model: None,
     })
     .unwrap();
     let grants = caps.iter().map(|c| (c.parse::<Capability>().unwrap(), GrantSource::Cli)).collect();

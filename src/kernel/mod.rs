@@ -18,6 +18,7 @@ pub mod human;
 pub mod journal;
 pub mod image;
 pub mod memory;
+pub mod model;
 pub mod policy;
 pub mod process;
 pub mod shell;
@@ -86,6 +87,10 @@ pub struct KernelConfig {
   pub shell_path: Vec<PathBuf>,
   /// Largest file `fs.read*` returns.
   pub max_read_bytes: u64,
+  /// Who answers `model.complete` (`--model`); `None`: no model on this host.
+  pub model: Option<Arc<dyn crate::provider::model::ModelProvider>>,
+  /// The model a call without `model` uses, as `PROVIDER:MODEL`.
+  pub default_model: Option<String>,
 }
 
 /// What a new root process starts with.
@@ -135,6 +140,8 @@ struct Inner {
   shell_path: Vec<PathBuf>,
   clock: Arc<dyn Clock>,
   max_read_bytes: u64,
+  model: Option<Arc<dyn crate::provider::model::ModelProvider>>,
+  default_model: Option<String>,
   audit: AuditLog,
   processes: Mutex<HashMap<String, Process>>,
   /// Signalled on every exit and resume, for `proc.wait` and `wait_exit`.
@@ -204,6 +211,8 @@ impl Kernel {
       shell_path: config.shell_path,
       clock: config.clock,
       max_read_bytes: config.max_read_bytes,
+      model: config.model,
+      default_model: config.default_model,
       processes: Mutex::default(),
       changes: tokio::sync::Notify::new(),
       resumed: Condvar::new(),

@@ -24,12 +24,26 @@ pub struct ProcessLimits {
   pub max_children: u32,
   /// Generations below this process that may still exist (0: it cannot spawn).
   pub max_depth: u32,
+  /// `model.complete` calls this process and its descendants may make.
+  #[serde(default)]
+  pub model_calls: Option<u64>,
+  /// Model tokens (input + output) this process and its descendants may use.
+  #[serde(default)]
+  pub model_tokens: Option<u64>,
 }
 
 impl Default for ProcessLimits {
   fn default() -> Self {
-    ProcessLimits { max_syscalls: None, max_children: 8, max_depth: 3 }
+    ProcessLimits { max_syscalls: None, max_children: 8, max_depth: 3, model_calls: None, model_tokens: None }
   }
+}
+
+/// What a process and its descendants have spent on models (see `kernel::model`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelUsage {
+  pub calls: u64,
+  pub tokens: u64,
 }
 
 impl ProcessLimits {
@@ -41,7 +55,27 @@ impl ProcessLimits {
       (Some(a), Some(b)) => Some(a.min(b)),
       (a, b) => a.or(b),
     };
-    ProcessLimits { max_syscalls, max_children: self.max_children / 2, max_depth: self.max_depth.saturating_sub(1) }
+    ProcessLimits {
+      max_syscalls,
+      max_children: self.max_children / 2,
+      max_depth: self.max_depth.saturating_sub(1),
+      model_calls: self.model_calls,
+      model_tokens: self.model_tokens,
+    }
+  }
+
+  /// These limits with a child's model budget: at most what the parent (with `used`
+  /// spent) has left, and at most what the child asks for.
+  pub fn with_model_budget(self, parent: &ProcessLimits, used: ModelUsage, calls: Option<u64>, tokens: Option<u64>) -> ProcessLimits {
+    let least = |left: Option<u64>, asked: Option<u64>| match (left, asked) {
+      (Some(a), Some(b)) => Some(a.min(b)),
+      (a, b) => a.or(b),
+    };
+    ProcessLimits {
+      model_calls: least(parent.model_calls.map(|max| max.saturating_sub(used.calls)), calls),
+      model_tokens: least(parent.model_tokens.map(|max| max.saturating_sub(used.tokens)), tokens),
+      ..self
+    }
   }
 }
 
@@ -179,6 +213,8 @@ pub struct Process {
   state: State,
   pub syscalls: u64,
   pub children_spawned: u32,
+  /// Spent on models by it and its descendants.
+  pub model_used: ModelUsage,
   /// Syscalls of this process now waiting for a human.
   pub human_waits: u32,
   pub started_ms: u64,
@@ -228,6 +264,7 @@ impl Process {
       state: State::Created,
       syscalls: 0,
       children_spawned: 0,
+      model_used: ModelUsage::default(),
       human_waits: 0,
       started_ms: 0,
       exit: None,
@@ -348,9 +385,9 @@ mod tests {
 
   #[test]
   fn budgets_shrink_per_generation_until_nothing_is_left() {
-    let root = ProcessLimits { max_syscalls: Some(1000), max_children: 16, max_depth: 4 };
+    let root = ProcessLimits { max_syscalls: Some(1000), max_children: 16, max_depth: 4, ..ProcessLimits::default() };
     let child = root.for_child(200, None);
-    assert_eq!(child, ProcessLimits { max_syscalls: Some(400), max_children: 8, max_depth: 3 });
+    assert_eq!(child, ProcessLimits { max_syscalls: Some(400), max_children: 8, max_depth: 3, ..ProcessLimits::default() });
     assert_eq!(root.for_child(0, Some(10)).max_syscalls, Some(10));
     // A fork bomb: every process spawns as many children as it may, as deep as it may.
     fn total(limits: ProcessLimits) -> u64 {
@@ -361,6 +398,21 @@ mod tests {
     }
     // 1 + 16 × (1 + 8 × (1 + 4 × (1 + 2 × 1))) = 1 + 16 × 105 = 1681 processes at most.
     assert_eq!(total(root), 1681);
+  }
+
+  #[test]
+  fn a_childs_model_budget_is_at_most_what_its_parent_has_left() {
+    let parent = ProcessLimits { model_calls: Some(10), model_tokens: Some(1000), ..ProcessLimits::default() };
+    let used = ModelUsage { calls: 4, tokens: 900 };
+    let child = parent.for_child(0, None).with_model_budget(&parent, used, None, None);
+    assert_eq!((child.model_calls, child.model_tokens), (Some(6), Some(100)));
+    let asked = parent.for_child(0, None).with_model_budget(&parent, used, Some(2), Some(5000));
+    assert_eq!((asked.model_calls, asked.model_tokens), (Some(2), Some(100)), "asking for more gets what is left");
+    let unlimited = ProcessLimits::default();
+    let child = unlimited.for_child(0, None).with_model_budget(&unlimited, used, Some(3), None);
+    assert_eq!((child.model_calls, child.model_tokens), (Some(3), None));
+    let spent = parent.with_model_budget(&parent, ModelUsage { calls: 12, tokens: 0 }, None, None);
+    assert_eq!(spent.model_calls, Some(0), "nothing left: nothing, not an underflow");
   }
 
   #[test]

@@ -36,6 +36,8 @@ fn config(dir: &Path, clock: Arc<dyn Clock>) -> KernelConfig {
     human: HumanMode::Deny,
     shell_path: Vec::new(),
     max_read_bytes: 1 << 20,
+    model: None,
+    default_model: None,
   }
 }
 

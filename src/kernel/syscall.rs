@@ -19,6 +19,7 @@ use super::memory::DeleteArgs as MemDeleteArgs;
 use super::memory::GetArgs as MemGetArgs;
 use super::memory::ListArgs as MemListArgs;
 use super::memory::PutArgs as MemPutArgs;
+use super::model::CompleteArgs;
 use super::tools::ProposeArgs;
 use super::tools::Scope;
 
@@ -137,6 +138,8 @@ pub enum Syscall {
   },
   #[serde(rename = "tools.revoke")]
   ToolsRevoke { name: String },
+  #[serde(rename = "model.complete")]
+  ModelComplete(CompleteArgs),
 }
 
 /// Every syscall name, for error messages.
@@ -145,7 +148,7 @@ pub const NAMES: &[&str] = &[
   "fs.list", "fs.stat", "fs.mkdir", "fs.remove", "fs.cwd", "fs.chdir", "proc.spawn", "proc.wait", "proc.signal",
   "proc.list", "caps.list", "caps.drop", "net.fetch", "human.ask", "shell.exec", "sleep",
   "events.emit", "events.next", "caps.request", "mem.put", "mem.get", "mem.list", "mem.delete", "checkpoint",
-  "tools.list", "tools.call", "tools.propose", "tools.register", "tools.revoke",
+  "tools.list", "tools.call", "tools.propose", "tools.register", "tools.revoke", "model.complete",
 ];
 
 impl Syscall {
@@ -225,6 +228,7 @@ impl Syscall {
       Syscall::ToolsPropose(_) => "tools.propose",
       Syscall::ToolsRegister { .. } => "tools.register",
       Syscall::ToolsRevoke { .. } => "tools.revoke",
+      Syscall::ModelComplete(_) => "model.complete",
     }
   }
 }
@@ -296,6 +300,7 @@ mod tests {
       ("tools.propose", json!({"name": "t", "description": "d", "input": {}, "source": ""})),
       ("tools.register", json!({"candidateId": "c-1", "scope": "task"})),
       ("tools.revoke", json!({"name": "t"})),
+      ("model.complete", json!({"messages": [{"role": "user", "content": "hi"}]})),
     ];
     assert_eq!(examples.len(), NAMES.len());
     for (name, args) in examples {

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod fs;
 pub mod human;
+pub mod model;
 pub mod net;
 pub mod recording;
 pub mod shell;

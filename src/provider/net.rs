@@ -72,8 +72,9 @@ const MAX_ADDRESSES: usize = 8;
 /// that address is not connected to (see the module docs for what happens next).
 pub type Guard<'a> = &'a dyn Fn(&Connect) -> Result<(), String>;
 
-/// One HTTP request. Build with [`FetchRequest::get`] and adjust the fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One HTTP request. Build with [`FetchRequest::get`] and adjust the fields. Its
+/// `Debug` shows header names only: values may be credentials (`Authorization`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct FetchRequest {
     /// An absolute `http://` or `https://` URL, without credentials.
     pub url: String,
@@ -91,6 +92,25 @@ pub struct FetchRequest {
     /// Redirects followed; one more fails with [`NetError::TooManyRedirects`]
     /// (so 0 makes any redirect an error).
     pub max_redirects: u32,
+}
+
+impl fmt::Debug for FetchRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, _)| (name.as_str(), "[redacted]"))
+            .collect();
+        f.debug_struct("FetchRequest")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("headers", &headers)
+            .field("body", &self.body.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_redirects", &self.max_redirects)
+            .finish()
+    }
 }
 
 impl FetchRequest {
@@ -1004,6 +1024,14 @@ mod tests {
     use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    #[test]
+    fn a_request_debug_print_shows_no_header_values() {
+        let mut request = FetchRequest::get("http://127.0.0.1/");
+        request.headers.push(("Authorization".into(), "Bearer sk-secret-1".into()));
+        let shown = format!("{request:?}");
+        assert!(shown.contains("Authorization") && !shown.contains("sk-secret-1"), "{shown}");
+    }
 
     /// A request as the test server saw it.
     #[derive(Debug, Clone)]

@@ -191,9 +191,15 @@ impl Db {
 
   /// Every audit record, oldest first, as stored (one JSON object each).
   pub fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+    self.audit_lines_after(0)
+  }
+
+  /// The audit records after sequence number `seq` (records are numbered from 1), oldest
+  /// first: what a watcher has not seen yet.
+  pub fn audit_lines_after(&self, seq: u64) -> Result<Vec<String>, StoreError> {
     self.read(|c| {
-      let mut stmt = c.prepare("SELECT record FROM audit ORDER BY seq")?;
-      let rows = stmt.query_map([], |r| r.get(0))?;
+      let mut stmt = c.prepare("SELECT record FROM audit WHERE seq > ?1 ORDER BY seq")?;
+      let rows = stmt.query_map([seq as i64], |r| r.get(0))?;
       rows.collect()
     })
   }

@@ -93,3 +93,22 @@ fn control_characters_in_records_are_escaped_on_display() {
   assert!(!shown.stdout.contains('\u{1b}'), "{:?}", shown.stdout);
   shown.stdout_has("evil\\u{1b}[2J\\u{d}name");
 }
+
+/// `alos audit | head` ends quietly when head stops reading: no panic, no "Broken pipe".
+#[test]
+fn a_listing_piped_into_head_ends_quietly() {
+  let sandbox = super::common::Sandbox::new();
+  sandbox.write("data/a.txt", "x");
+  // Enough records that the listing outgrows a pipe's buffer.
+  sandbox.run("many.ts", "for (let i = 0; i < 1500; i++) await libos.fs.stat('data/a.txt');", &["--allow", "fs.read:data/**"]).expect_code(0);
+  let alos = assert_cmd::cargo::cargo_bin("alos");
+  let out = std::process::Command::new("sh")
+    .arg("-c")
+    .arg(format!("'{}' audit | head -n 1", alos.display()))
+    .current_dir(sandbox.path())
+    .output()
+    .unwrap();
+  let stderr = String::from_utf8_lossy(&out.stderr);
+  assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+  assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}

@@ -84,6 +84,27 @@ impl Sandbox {
     }
   }
 
+  /// Copies `examples/NAME` (without its state or `out*` directories) into the workspace.
+  pub fn copy_example(&self, name: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+      for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let rel = path.strip_prefix(&root).unwrap().to_str().unwrap().to_string();
+        if rel == ".alos" || rel.starts_with("out") {
+          continue;
+        }
+        if path.is_dir() {
+          std::fs::create_dir_all(self.path().join(&rel)).unwrap();
+          stack.push(path);
+        } else {
+          self.write(&rel, std::fs::read(&path).unwrap());
+        }
+      }
+    }
+  }
+
   /// Runs `alos ARGS...` to completion.
   pub fn cmd(&self, args: &[&str]) -> Run {
     Run::from(self.alos().args(args).output().unwrap())

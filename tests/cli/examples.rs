@@ -1,34 +1,13 @@
 //! The examples, run the way the README shows them.
 
-use std::path::Path;
 
 use super::common::Run;
 use super::common::Sandbox;
 
-fn copy_example(name: &str, sandbox: &Sandbox) {
-  let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
-  let mut stack = vec![root.clone()];
-  while let Some(dir) = stack.pop() {
-    for entry in std::fs::read_dir(&dir).unwrap() {
-      let path = entry.unwrap().path();
-      let rel = path.strip_prefix(&root).unwrap().to_str().unwrap().to_string();
-      if rel == ".alos" || rel.starts_with("out") {
-        continue;
-      }
-      if path.is_dir() {
-        std::fs::create_dir_all(sandbox.path().join(&rel)).unwrap();
-        stack.push(path);
-      } else {
-        sandbox.write(&rel, std::fs::read(&path).unwrap());
-      }
-    }
-  }
-}
-
 #[test]
 fn the_approval_example_as_the_readme_tours_it() {
   let sandbox = Sandbox::new();
-  copy_example("approval", &sandbox);
+  sandbox.copy_example("approval");
   let child = sandbox.spawn(&["run", "agent.ts", "--allow", "fs.write:drafts/**", "--ask", "fs.write:public/**"]);
   let first = sandbox.next_request(&[]);
   assert_eq!(first["id"], "r1");
@@ -74,7 +53,7 @@ fn capabilities_can_be_requested_from_a_human() {
 #[test]
 fn the_jit_example_registers_a_tool_a_human_approves_and_calls_it() {
   let sandbox = Sandbox::new();
-  copy_example("jit", &sandbox);
+  sandbox.copy_example("jit");
   let child = sandbox.spawn(&["run", "agent.ts", "--allow", "fs.read:logs/**", "--allow", "fs.read:failed_ids.ts", "--ask", "tool.register"]);
   let request = sandbox.next_request(&[]);
   let detail = request["detail"].as_str().unwrap();
