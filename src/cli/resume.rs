@@ -56,6 +56,15 @@ pub fn resume(args: ResumeArgs) -> u8 {
     Err(e) => return usage_error(e.to_string()),
   };
   let root = row.lineage.first().cloned().unwrap_or(row.pid.clone());
+  let mut args = args;
+  // The model it was started with, unless this host is given another.
+  if args.host.model.is_none() {
+    let recorded = row.spec.as_ref().and_then(|spec| spec.get("model")).and_then(|m| m.as_str());
+    match recorded.map(super::run::parse_model).transpose() {
+      Ok(model) => args.host.model = model,
+      Err(e) => return usage_error(format!("the model {} was started with: {e}", args.pid)),
+    }
+  }
   host(&args.host, Policy::default(), |kernel| {
     let adopted = kernel.adopt(Some(std::slice::from_ref(&root)))?;
     if adopted.is_empty() {

@@ -157,8 +157,18 @@ pub(super) fn parse_capability(text: &str) -> Result<Capability, String> {
   text.parse::<Capability>().map_err(|e| e.to_string())
 }
 
-fn parse_model(text: &str) -> Result<ModelSpec, String> {
+pub(super) fn parse_model(text: &str) -> Result<ModelSpec, String> {
   text.parse()
+}
+
+/// `--model` as a later host can use it again: a scripted file by its absolute path.
+fn model_text(spec: &ModelSpec) -> String {
+  match spec {
+    ModelSpec::OpenAi { model } => format!("openai:{model}"),
+    ModelSpec::Scripted { file } => {
+      format!("scripted:{}", std::path::absolute(file).unwrap_or_else(|_| file.clone()).display())
+    }
+  }
 }
 
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -286,6 +296,9 @@ pub(super) fn with_kernel(flags: &HostFlags, policy: Policy, body: impl FnOnce(&
     heap_bytes: flags.heap_mb.map(|mb| mb as usize * 1024 * 1024),
     wall_time: flags.timeout,
   };
+  if let Some(spec) = &flags.model {
+    kernel.set_host_model(model_text(spec));
+  }
   kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, crate::engine::builtins::script_modules(), flags.max_isolates)));
   kernel.set_tool_host(Arc::new(EngineToolHost::new(ToolLimits {
     heap_bytes: Some(TOOL_HEAP_BYTES),

@@ -76,6 +76,8 @@ pub struct Stopper {
   /// The isolate's event loop, to wake it when it idles on a pending op: terminating
   /// execution alone does not reach a loop that has no JavaScript to run.
   event_loop: Arc<Mutex<Option<std::task::Waker>>>,
+  /// The running watchdog's control, while one runs (see [`watchdog`]).
+  clock: Arc<Mutex<Option<mpsc::Sender<Tick>>>>,
 }
 
 impl Stopper {
@@ -85,7 +87,12 @@ impl Stopper {
 
   /// A stopper for `runtime`, not yet stopped.
   pub(super) fn for_runtime(runtime: &mut JsRuntime) -> Stopper {
-    Stopper { handle: runtime.v8_isolate().thread_safe_handle(), cause: Arc::default(), event_loop: Arc::default() }
+    Stopper {
+      handle: runtime.v8_isolate().thread_safe_handle(),
+      cause: Arc::default(),
+      event_loop: Arc::default(),
+      clock: Arc::default(),
+    }
   }
 
   pub(super) fn stop_because(&self, why: Termination) {
@@ -116,6 +123,40 @@ impl Stopper {
   /// descriptors alive.
   pub(super) fn unwatch(&self) {
     self.event_loop.lock().unwrap_or_else(|e| e.into_inner()).take();
+  }
+
+  /// Stops the wall-time clock while the isolate waits for a human (an approval, an
+  /// answer): such a wait is not the script running. Pauses nest; each needs a resume.
+  pub fn pause_clock(&self) {
+    self.tick(Tick::Pause);
+  }
+
+  pub fn resume_clock(&self) {
+    self.tick(Tick::Resume);
+  }
+
+  fn tick(&self, tick: Tick) {
+    if let Some(clock) = self.clock.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+      let _ = clock.send(tick);
+    }
+  }
+}
+
+/// What a watchdog is told besides "done" (its control being dropped).
+pub(super) enum Tick {
+  Pause,
+  Resume,
+}
+
+/// A running watchdog: dropping it ends the watch.
+pub(super) struct Deadline {
+  clock: Arc<Mutex<Option<mpsc::Sender<Tick>>>>,
+}
+
+impl Drop for Deadline {
+  fn drop(&mut self) {
+    // The only sender: the watchdog thread sees the channel close and ends.
+    self.clock.lock().unwrap_or_else(|e| e.into_inner()).take();
   }
 }
 
@@ -302,12 +343,33 @@ fn failure(error: deno_core::error::CoreError) -> Outcome {
 
 /// Terminates the isolate when `limit` passes, unless the returned sender is dropped
 /// first.
-pub(super) fn watchdog(stopper: Stopper, limit: Duration) -> mpsc::Sender<()> {
-  let (done_tx, done_rx) = mpsc::channel::<()>();
+pub(super) fn watchdog(stopper: Stopper, limit: Duration) -> Deadline {
+  let (clock, ticks) = mpsc::channel::<Tick>();
   let watched = stopper.clone();
   let spawned = std::thread::Builder::new().name("isolate-watchdog".into()).spawn(move || {
-    if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(limit) {
-      watched.stop_because(Termination::WallTime(limit));
+    // Only running time counts: the clock stops while a human is being waited for.
+    let (mut left, mut paused) = (limit, 0u32);
+    loop {
+      if paused > 0 {
+        match ticks.recv() {
+          Ok(Tick::Pause) => paused += 1,
+          Ok(Tick::Resume) => paused -= 1,
+          Err(_) => return,
+        }
+        continue;
+      }
+      let started = std::time::Instant::now();
+      match ticks.recv_timeout(left) {
+        Err(mpsc::RecvTimeoutError::Timeout) => return watched.stop_because(Termination::WallTime(limit)),
+        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        Ok(tick) => {
+          left = left.saturating_sub(started.elapsed());
+          // A resume without a pause (one that raced the start) changes nothing.
+          if let Tick::Pause = tick {
+            paused = 1;
+          }
+        }
+      }
     }
   });
   if let Err(e) = spawned {
@@ -315,5 +377,6 @@ pub(super) fn watchdog(stopper: Stopper, limit: Duration) -> mpsc::Sender<()> {
     tracing::error!("cannot start the watchdog thread ({e}); stopping the isolate");
     stopper.stop_because(Termination::WallTime(limit));
   }
-  done_tx
+  *stopper.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(clock);
+  Deadline { clock: stopper.clock.clone() }
 }

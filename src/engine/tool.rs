@@ -181,6 +181,16 @@ impl ToolIsolate {
     }
   }
 
+  /// Stops (and restarts) the current call's wall-time clock while the tool waits for a
+  /// human: an approval may take hours, and waiting is not running.
+  pub fn pause_clock(&self) {
+    self.stopper.pause_clock();
+  }
+
+  pub fn resume_clock(&self) {
+    self.stopper.resume_clock();
+  }
+
   /// Terminated, limit hit or crashed: discard it and start another.
   pub fn is_dead(&self) -> bool {
     self.ended.load(Ordering::Acquire) || self.stopper.cause().is_some()

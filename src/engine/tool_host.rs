@@ -173,6 +173,17 @@ impl ToolHost for EngineToolHost {
     });
   }
 
+  fn human_wait(&self, frame: &str, waiting: bool) {
+    let frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(warm) = frames.get(frame) {
+      if waiting {
+        warm.isolate.pause_clock();
+      } else {
+        warm.isolate.resume_clock();
+      }
+    }
+  }
+
   fn release(&self, pid: &str) {
     let prefix = format!("{pid}/");
     let released: Vec<Frame> = {

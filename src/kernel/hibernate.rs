@@ -78,6 +78,10 @@ pub struct Spec {
   /// Its image's tool table; `None`: every built-in tool.
   #[serde(default)]
   pub tools: Option<Vec<super::tools::ImageTool>>,
+  /// The host's `--model` when it started (`openai:MODEL`, `scripted:/abs/file.json`):
+  /// a resume without `--model` uses it again.
+  #[serde(default)]
+  pub model: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,7 +97,13 @@ struct Runtime {
   wake: Option<Wake>,
 }
 
-pub fn spec_of(p: &Process, policy: &Policy, workspace: &std::path::Path, shell_path: &[PathBuf]) -> Value {
+pub fn spec_of(
+  p: &Process,
+  policy: &Policy,
+  workspace: &std::path::Path,
+  shell_path: &[PathBuf],
+  host_model: Option<&str>,
+) -> Value {
   serde_json::to_value(Spec {
     entry: p.entry.clone(),
     script_root: p.script_root.clone(),
@@ -106,6 +116,7 @@ pub fn spec_of(p: &Process, policy: &Policy, workspace: &std::path::Path, shell_
     workspace: workspace.to_path_buf(),
     shell_path: p.shell_path.clone().unwrap_or_else(|| shell_path.to_vec()),
     tools: p.tools.clone(),
+    model: host_model.map(str::to_string),
   })
   .unwrap_or(Value::Null)
 }

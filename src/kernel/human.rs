@@ -138,7 +138,7 @@ impl Kernel {
     self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
     let kernel = self.clone();
     Ok(super::dispatch::Dispatched::Waiting(Box::pin(async move {
-      let answered = kernel.await_answer(&trace.pid, &pending).await?;
+      let answered = kernel.await_answer(&trace, &pending).await?;
       match answered.status.as_str() {
         "approved" => {
           let capability = request
@@ -183,7 +183,7 @@ impl Kernel {
       deadline,
     )?;
     self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
-    let answered = self.await_answer(&trace.pid, &pending).await?;
+    let answered = self.await_answer(&trace, &pending).await?;
     match answered.status.as_str() {
       "answered" => Ok(Value::String(answered.answer.unwrap_or_default())),
       "timed_out" => match args.default {
@@ -249,7 +249,17 @@ impl Kernel {
   /// Waits, with the process marked as waiting for a human, until the request is no
   /// longer pending; closes it as timed out at its deadline, or as cancelled if the
   /// process ended meanwhile.
-  pub(super) async fn await_answer(&self, pid: &str, pending: &HumanRequest) -> Result<HumanRequest, SyscallError> {
+  pub(super) async fn await_answer(&self, trace: &Trace, pending: &HumanRequest) -> Result<HumanRequest, SyscallError> {
+    let pid = trace.pid.as_str();
+    // A tool waiting for a human is not running: its wall-time clock stops meanwhile.
+    let tool_frame = trace.tool.as_ref().map(|tool| super::tools::frame_id(pid, &tool.name));
+    let host = self.0.tool_host.get().cloned();
+    let human_wait = |waiting: bool| {
+      if let (Some(frame), Some(host)) = (&tool_frame, &host) {
+        host.human_wait(frame, waiting);
+      }
+    };
+    human_wait(true);
     self.set_waiting(pid, true);
     self.record_state(pid);
     let result = async {
@@ -289,6 +299,7 @@ impl Kernel {
       }
     }
     .await;
+    human_wait(false);
     self.set_waiting(pid, false);
     self.record_state(pid);
     result
@@ -421,7 +432,7 @@ impl Kernel {
     let op_digest = super::audit::digest(format!("caps.request {capability}").as_bytes());
     let pending = self.open_request(&trace, RequestKind::Approval, None, detail, op_digest, None, None, None)?;
     self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
-    let answered = self.await_answer(&trace.pid, &pending).await?;
+    let answered = self.await_answer(&trace, &pending).await?;
     if answered.status != "approved" {
       return Err(SyscallError::PermissionDenied {
         syscall: "caps.request".into(),

@@ -348,7 +348,13 @@ impl Kernel {
         host_pid: std::process::id(),
         started_ms: p.started_ms,
         ended_ms: p.exit.as_ref().map(|_| self.0.clock.now_ms()),
-        spec: Some(super::hibernate::spec_of(p, &self.0.policy.read().unwrap_or_else(|e| e.into_inner()), &self.0.workspace_root, &self.0.shell_path)),
+        spec: Some(super::hibernate::spec_of(
+          p,
+          &self.0.policy.read().unwrap_or_else(|e| e.into_inner()),
+          &self.0.workspace_root,
+          &self.0.shell_path,
+          self.0.host_model.get().map(String::as_str),
+        )),
         runtime: Some(super::journal::runtime_of(p)),
       }
     };

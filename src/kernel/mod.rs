@@ -163,6 +163,8 @@ struct Inner {
   launcher: OnceLock<Arc<dyn Launcher>>,
   tool_host: OnceLock<Arc<dyn tools::ToolHost>>,
   builtin_tools: OnceLock<Vec<tools::Tool>>,
+  /// The host's `--model` as given (recorded in each process's spec for resumes).
+  host_model: OnceLock<String>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -226,6 +228,7 @@ impl Kernel {
       launcher: OnceLock::new(),
       tool_host: OnceLock::new(),
       builtin_tools: OnceLock::new(),
+      host_model: OnceLock::new(),
     })))
   }
 
@@ -239,6 +242,12 @@ impl Kernel {
       bound_digest: None,
       parent: None,
     }
+  }
+
+  /// Records the host's `--model` (once), so a process started here can be resumed with
+  /// the same model by a host given none.
+  pub fn set_host_model(&self, spec: String) {
+    let _ = self.0.host_model.set(spec);
   }
 
   /// Sets how processes' scripts are started (once; the engine provides it).

@@ -68,6 +68,9 @@ pub trait ToolHost: Send + Sync {
   fn call(&self, kernel: Kernel, frame: String, code: Arc<ToolCode>, args: Value) -> ToolFuture<Result<Value, SyscallError>>;
   /// Starts `frame`'s isolate for `code` in the background, so its first call is warm.
   fn prewarm(&self, kernel: Kernel, frame: String, code: Arc<ToolCode>);
+  /// `frame` waits for a human (`true`) or stopped waiting: its call's wall-time limit
+  /// counts only the time it runs.
+  fn human_wait(&self, frame: &str, waiting: bool);
   /// Drops the warm isolates of `pid`'s tool frames.
   fn release(&self, pid: &str);
 }

@@ -150,7 +150,8 @@ fn the_longrun_demo_survives_kill_9_with_no_repeated_side_effect() {
   // asks again for what was in flight.
   let deadline = Instant::now() + Duration::from_secs(60);
   let resumed = loop {
-    let resumed = sandbox.spawn(&["resume", &pid, "--json", "--model", "scripted:script.json"]);
+    // The model it was started with is recorded: the resume needs no --model.
+    let resumed = sandbox.spawn(&["resume", &pid, "--json"]);
     std::thread::sleep(Duration::from_millis(300));
     let mut resumed = resumed;
     match resumed.try_wait().unwrap() {

@@ -399,7 +399,8 @@ fn a_resumed_process_is_served_its_journaled_answer_without_a_new_call() {
   let rows: Vec<Value> = serde_json::from_str(&ps.stdout).unwrap();
   let pid = rows[0]["pid"].as_str().unwrap().to_string();
 
-  let resumed = alos(&["resume", &pid, "--json", "--model", MODEL], None);
+  // No --model: the resume uses the one the process was started with.
+  let resumed = alos(&["resume", &pid, "--json"], None);
   resumed.expect_code(0);
   let out: Value = serde_json::from_str(resumed.stdout.trim()).unwrap();
   assert_eq!(out["result"], serde_json::json!({"a": "first answer", "b": "second answer"}));

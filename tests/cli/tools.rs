@@ -369,3 +369,21 @@ fn a_tool_waiting_for_a_human_does_not_hibernate_its_caller() {
   // No in-doubt question was raised: the only request was the tool's.
   assert!(sandbox.cmd(&["inbox", "--json"]).stdout.trim() == "[]", "a second request appeared");
 }
+
+/// A tool's wall-time limit counts only its running time: an approval that takes longer
+/// than the limit does not stop the tool that waits for it.
+#[test]
+fn waiting_for_an_approval_inside_a_tool_does_not_count_against_its_time_limit() {
+  let sandbox = Sandbox::new();
+  sandbox.write("out/.keep", "");
+  sandbox.write("main.ts", r#"libos.exit(await libos.tools.call("write_file", { path: "out/a.txt", text: "approved" }));"#);
+  let child = sandbox.spawn(&["run", "main.ts", "--json", "--ask", "fs.write:out/**", "--tool-timeout", "1s"]);
+  let request = sandbox.next_request(&[]);
+  // Longer than the tool's limit.
+  std::thread::sleep(std::time::Duration::from_millis(2500));
+  sandbox.cmd(&["approve", request["id"].as_str().unwrap()]).expect_code(0);
+  let run = Run::finish(child);
+  let result = exit_result(&run);
+  assert_eq!(result["path"], "out/a.txt", "{result}");
+  assert_eq!(sandbox.read("out/a.txt"), "approved");
+}
