@@ -423,3 +423,49 @@ fn bad_model_output_with_the_scripted_model() {
   assert_eq!(report["steps"], 1);
   assert!(report["summary"].as_str().unwrap().contains("budget"), "{report}");
 }
+
+/// The agent loop over a real HTTP endpoint that misbehaves (the loopback fake OpenAI
+/// server): a 500 is retried and the run goes on; a huge file read by a tool reaches the
+/// model bounded; an endpoint that then hangs ends the run with a report, not a hang;
+/// a refused key ends it with a report that names the problem, never the key.
+#[test]
+fn the_loop_over_a_failing_endpoint_ends_with_a_report() {
+  use super::fake_openai::FakeOpenAi;
+  use super::fake_openai::Response;
+  const KEY: &str = "sk-loop-test-4f9c2e";
+  let sandbox = Sandbox::new();
+  sandbox.write("data/huge.txt", "x".repeat(5 << 20));
+  let fake = FakeOpenAi::with([
+    Response::error(500, "overloaded"),
+    Response::tool_calls(&[("read_file", r#"{"path": "data/huge.txt"}"#)]),
+    Response::Hang,
+  ]);
+  let spawn = |fake: &FakeOpenAi| {
+    let out = sandbox
+      .alos()
+      .args(["spawn", "base-agent", "--json", "--goal", "look at data/huge.txt", "--model", "openai:gpt-test"])
+      .args(["--allow", "fs.read:data/**", "--model-timeout", "2s"])
+      .env("OPENAI_BASE_URL", fake.base_url())
+      .env("OPENAI_API_KEY", KEY)
+      .output()
+      .unwrap();
+    let run = Run::from(out);
+    run.expect_code(0);
+    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the key leaked");
+    let end: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    end["result"].clone()
+  };
+  let report = spawn(&fake);
+  assert_eq!(report["stoppedBecause"], "model_error", "{report}");
+  assert_eq!(fake.count(), 3, "the 500, its retry (answered with the tool call), the request that hangs");
+  // The 5 MiB file went back to the model cut to the tool's bound.
+  let third = fake.requests()[2].json();
+  let tool_message = third["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").expect("a tool result");
+  let content = tool_message["content"].as_str().unwrap();
+  assert!(content.len() < 256 << 10 && content.contains("\"truncated\":true"), "{} bytes", content.len());
+
+  let refused = FakeOpenAi::with([Response::EchoAuthorization]);
+  let report = spawn(&refused);
+  assert_eq!(report["stoppedBecause"], "model_error", "{report}");
+  assert!(report.to_string().contains("API key"), "{report}");
+}
