@@ -134,15 +134,25 @@ impl Kernel {
     }
   }
 
+  /// Who a process is, as `proc.self` (every isolate's first syscall) tells it.
+  fn proc_self(&self, pid: &str) -> Result<Value, SyscallError> {
+    let processes = lock(&self.0.processes);
+    let p = processes.get(pid).ok_or_else(|| SyscallError::NotFound(format!("no such process {pid}")))?;
+    Ok(json!({ "pid": p.pid, "args": p.args, "goal": p.goal, "cwd": p.cwd.to_string() }))
+  }
+
   /// A syscall a tool makes while `caller` calls it: decided as the caller's, within the
   /// tool's declared capabilities, audited with the tool's name, and not journaled on
   /// its own (the caller's `tools.call` is, as a whole).
   fn dispatch_for_tool(&self, caller: &str, tool: &str, name: &str, args: Value) -> Result<Dispatched, SyscallError> {
     let args_digest = digest(args.to_string().as_bytes());
+    // A tool isolate's bootstrap learns who it runs for, whatever happened since it was
+    // started (a pre-warm racing a revoke or its caller's exit): it needs no authority.
+    if name == "proc.self" {
+      return Ok(Dispatched::Ready(self.proc_self(caller)));
+    }
     let entry = self.tool_in_table(caller, tool)?;
-    // The bootstrap of a tool isolate started just before a revoke still learns who it
-    // runs for (`proc.self` needs no authority); everything else it tries is refused.
-    if entry.is_none() && name != "proc.self" {
+    if entry.is_none() {
       return Err(SyscallError::PermissionDenied {
         syscall: name.to_string(),
         capability: String::new(),
@@ -616,11 +626,7 @@ impl Kernel {
     // leads, from the handle it then uses (see FsGuard).
     let guard = |kind: Kind| FsGuard::new(self, trace, call, kind, path());
     match call {
-      Syscall::ProcSelf => {
-        let processes = lock(&self.0.processes);
-        let p = processes.get(pid).ok_or_else(|| SyscallError::NotFound(format!("no such process {pid}")))?;
-        Ok(json!({ "pid": p.pid, "args": p.args, "goal": p.goal, "cwd": p.cwd.to_string() }))
-      }
+      Syscall::ProcSelf => self.proc_self(pid),
       Syscall::Exit { .. } => Ok(Value::Null),
       Syscall::ProcSpawn(spec) => self.spawn_child(pid, spec.clone()),
       Syscall::ProcSignal { pid: target, signal } => self.signal(pid, target, *signal),
