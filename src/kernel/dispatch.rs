@@ -89,6 +89,10 @@ pub(super) struct Trace {
   /// The tool the call comes from, when a tool made it on the process's behalf: its
   /// declaration bounds the process's authority.
   pub tool: Option<std::sync::Arc<super::tools::Tool>>,
+  /// For a tool's syscall, the caller's `tools.call` it is made within (journaled):
+  /// a human request the tool waits on is noted there, so a resumed call picks the
+  /// same request up again instead of asking anew.
+  pub within: Option<Box<Trace>>,
 }
 
 /// What the policy says about one request.
@@ -169,6 +173,7 @@ impl Kernel {
       cwd: who.cwd,
       step: None,
       tool: entry.map(std::sync::Arc::new),
+      within: lock(&self.0.processes).get(caller).and_then(|p| p.tool_calls.get(tool)).cloned().map(Box::new),
     };
     let call = match Syscall::decode(name, args) {
       Ok(Syscall::Exit { .. } | Syscall::Checkpoint { .. })
@@ -193,7 +198,16 @@ impl Kernel {
     let args_digest = digest(args.to_string().as_bytes());
     let who = self.account(pid, name, &args_digest)?;
     let mut trace =
-      Trace { pid: pid.to_string(), lineage: who.lineage, syscall: name.to_string(), args_digest, cwd: who.cwd, step: None, tool: None };
+      Trace {
+        pid: pid.to_string(),
+        lineage: who.lineage,
+        syscall: name.to_string(),
+        args_digest,
+        cwd: who.cwd,
+        step: None,
+        tool: None,
+        within: None,
+      };
     let call = match Syscall::decode(name, args) {
       Ok(call) => call,
       Err(e) => {
@@ -442,8 +456,8 @@ impl Kernel {
         Some(Box::pin(async move { kernel.fetch(&trace, fetch).await }))
       }
       Syscall::ToolsCall { name, args } => {
-        let (kernel, me, name, args) = (self.clone(), pid.to_string(), name.clone(), args.clone());
-        Some(Box::pin(async move { kernel.tools_call(&me, &name, args).await }))
+        let (kernel, trace, name, args) = (self.clone(), trace.clone(), name.clone(), args.clone());
+        Some(Box::pin(async move { kernel.tools_call(&trace, &name, args).await }))
       }
       Syscall::ToolsPropose(args) => {
         let (kernel, me, args) = (self.clone(), pid.to_string(), args.clone());
@@ -475,6 +489,7 @@ impl Kernel {
       cwd: process.map(|p| p.cwd.clone()).unwrap_or_else(WsPath::root),
       step: None,
       tool: None,
+      within: None,
     }
   }
 
@@ -511,6 +526,7 @@ impl Kernel {
         cwd: who.cwd.clone(),
         step: None,
         tool: None,
+        within: None,
       };
       let by = Some(format!("limit max_syscalls={max}"));
       self.audit_as(Actor::System, &trace, None, Verdict::Deny, by, outcome_of(&Err::<Value, _>(error.clone())))?;

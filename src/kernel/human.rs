@@ -135,7 +135,7 @@ impl Kernel {
         format!("waiting for human request {}", pending.id),
       )?;
     }
-    self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
+    self.note_request(&trace, &pending.id)?;
     let kernel = self.clone();
     Ok(super::dispatch::Dispatched::Waiting(Box::pin(async move {
       let answered = kernel.await_answer(&trace, &pending).await?;
@@ -182,7 +182,7 @@ impl Kernel {
       args.default.clone(),
       deadline,
     )?;
-    self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
+    self.note_request(&trace, &pending.id)?;
     let answered = self.await_answer(&trace, &pending).await?;
     match answered.status.as_str() {
       "answered" => Ok(Value::String(answered.answer.unwrap_or_default())),
@@ -203,6 +203,16 @@ impl Kernel {
     }
   }
 
+  /// Journals that `trace` waits on human request `id`: on its own journal record, or
+  /// for a tool's syscall on the caller's `tools.call`.
+  fn note_request(&self, trace: &Trace, id: &str) -> Result<(), SyscallError> {
+    let wait = serde_json::json!({ "request": id });
+    match (&trace.step, &trace.within) {
+      (None, Some(call)) => self.note_wait(call, wait),
+      _ => self.note_wait(trace, wait),
+    }
+  }
+
   /// Opens a human request, or, for a resumed syscall that was already waiting on one,
   /// picks that one up again (answered or not).
   #[allow(clippy::too_many_arguments)]
@@ -217,7 +227,9 @@ impl Kernel {
     default_answer: Option<String>,
     deadline_ms: Option<u64>,
   ) -> Result<HumanRequest, SyscallError> {
-    if let Some(id) = trace.step.as_ref().and_then(|s| s.resumed_request()) {
+    // A tool's request is noted on the caller's `tools.call` (see `Trace::within`).
+    let step = trace.step.as_ref().or(trace.within.as_ref().and_then(|call| call.step.as_ref()));
+    if let Some(id) = step.and_then(|s| s.resumed_request()) {
       if let Ok(Some(existing)) = self.0.db.request(&id) {
         if existing.pid == trace.pid && existing.op_digest == op_digest {
           return Ok(existing);
@@ -431,7 +443,7 @@ impl Kernel {
     let detail = format!("{} requests capability {capability}: {}", trace.pid, args.reason);
     let op_digest = super::audit::digest(format!("caps.request {capability}").as_bytes());
     let pending = self.open_request(&trace, RequestKind::Approval, None, detail, op_digest, None, None, None)?;
-    self.note_wait(&trace, serde_json::json!({ "request": pending.id }))?;
+    self.note_request(&trace, &pending.id)?;
     let answered = self.await_answer(&trace, &pending).await?;
     if answered.status != "approved" {
       return Err(SyscallError::PermissionDenied {

@@ -232,6 +232,8 @@ pub struct Process {
   /// Tool calls in progress: a tool's own wait must not hibernate the process, which
   /// would stop the caller in the middle of the call.
   pub tools_running: u32,
+  /// The `tools.call` in progress per tool (see `Trace::within`).
+  pub(super) tool_calls: std::collections::HashMap<String, super::dispatch::Trace>,
   /// Position in each event topic: the last event seq taken.
   pub cursors: std::collections::BTreeMap<String, u64>,
   /// The policy it was started under, when it is not this host's (a resumed process).
@@ -274,6 +276,7 @@ impl Process {
       replaying: false,
       in_flight: 0,
       tools_running: 0,
+      tool_calls: Default::default(),
       cursors: Default::default(),
       wake: None,
       policy: None,

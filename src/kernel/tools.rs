@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::capability::Capability;
 use super::capability::Kind;
 use super::capability::Request;
+use super::dispatch::Trace;
 use super::error::SyscallError;
 use super::lock;
 use super::Kernel;
@@ -284,18 +285,29 @@ impl Kernel {
 
   /// `tools.call`: the table and the arguments were checked (see `dispatch`); runs the
   /// tool in its isolate.
-  pub(super) async fn tools_call(&self, pid: &str, name: &str, args: Value) -> Result<Value, SyscallError> {
+  pub(super) async fn tools_call(&self, call: &Trace, name: &str, args: Value) -> Result<Value, SyscallError> {
+    let pid = call.pid.as_str();
     let tool = self.tool_in_table(pid, name)?.ok_or_else(|| not_in_table(pid, name))?;
     check_input(&tool, &args)?;
     let host = self.tool_host()?.clone();
-    let running = |delta: i32| {
+    // Calls of one tool by one process run one at a time (one frame), so one entry each.
+    let running = |call: Option<&Trace>| {
       if let Some(p) = lock(&self.0.processes).get_mut(pid) {
-        p.tools_running = p.tools_running.saturating_add_signed(delta);
+        match call {
+          Some(call) => {
+            p.tools_running += 1;
+            p.tool_calls.insert(name.to_string(), call.clone());
+          }
+          None => {
+            p.tools_running = p.tools_running.saturating_sub(1);
+            p.tool_calls.remove(name);
+          }
+        }
       }
     };
-    running(1);
+    running(Some(call));
     let result = host.call(self.clone(), frame_id(pid, name), tool.code.clone(), args).await;
-    running(-1);
+    running(None);
     result
   }
 
