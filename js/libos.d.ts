@@ -298,3 +298,68 @@ interface Console {
   error(...data: unknown[]): void;
 }
 declare const console: Console;
+
+/** The tool SDK (js/tool.js). A tool module's default export is `defineTool(...)`'s result. */
+declare module "libos:tool" {
+  interface ToolSpec<I = any, O = unknown> {
+    /** /^[a-z][a-z0-9_]{0,63}$/ */
+    name: string;
+    description: string;
+    /** JSON Schema of the arguments; `tools.call` validates against it. */
+    input: Record<string, unknown>;
+    output?: Record<string, unknown>;
+    /** What the tool may use; its authority is its caller's grants ∩ these. */
+    capabilities?: string[];
+    run(args: I): O | Promise<O>;
+    /** Run by `alos tool test` and by `tools.propose`, against a mock broker. */
+    tests?: libos.ToolTest[];
+  }
+  export function defineTool<I = any, O = unknown>(spec: ToolSpec<I, O>): Readonly<ToolSpec<I, O>>;
+  export function sha256Hex(data: string | Uint8Array): string;
+  /** Cuts at most `maxBytes` UTF-8 bytes, never inside a character; `bytes` is the whole size. */
+  export function truncate(text: string, maxBytes: number): { text: string; truncated: boolean; bytes: number };
+}
+
+/** The agent loop (js/agent.js) the built-in images run. */
+declare module "libos:agent" {
+  interface Action {
+    description: string;
+    parameters: Record<string, unknown>;
+    run(args: any): unknown | Promise<unknown>;
+  }
+  interface Report {
+    ok: boolean;
+    summary: string;
+    changedFiles: string[];
+    evidence: string[];
+    verification: string;
+    residualRisks: string[];
+    steps: number;
+    toolCalls: unknown[];
+    denials: unknown[];
+    usage: { inputTokens: number; outputTokens: number };
+    stoppedBecause: "done" | "max_steps" | "malformed_tool_calls" | "budget_exhausted" | "model_error";
+  }
+  export function runAgent(options: {
+    goal: string;
+    system: string;
+    /** Names of tools to offer (default: the whole tool table). */
+    tools?: string[];
+    /** Functions of the agent script offered beside the table (e.g. checkpointAction). */
+    actions?: Record<string, Action>;
+    model?: string;
+    maxSteps?: number;
+    maxRepairs?: number;
+    maxTokens?: number;
+    /** Object Memory key prefix of the transcript (default "conversation"). */
+    memoryKey?: string;
+    onStep?(info: { step: number; message: unknown; results: unknown[] }): void;
+    /** The model call (default libos.model.complete); tests pass a fake. */
+    complete?(request: unknown): Promise<unknown>;
+  }): Promise<Report>;
+  export function systemPrompt(role: string): string;
+  export const checkpointAction: Action;
+  export const delegateAction: Action;
+  export const proposeToolAction: Action;
+  export const registerToolAction: Action;
+}
