@@ -163,6 +163,8 @@ struct Inner {
   launcher: OnceLock<Arc<dyn Launcher>>,
   tool_host: OnceLock<Arc<dyn tools::ToolHost>>,
   builtin_tools: OnceLock<Vec<tools::Tool>>,
+  /// Tool modules images list, read once per content (`tools::module_tool`).
+  module_tools: Mutex<HashMap<String, Option<tools::Tool>>>,
   /// The host's `--model` as given (recorded in each process's spec for resumes).
   host_model: OnceLock<String>,
 }
@@ -228,6 +230,7 @@ impl Kernel {
       launcher: OnceLock::new(),
       tool_host: OnceLock::new(),
       builtin_tools: OnceLock::new(),
+      module_tools: Mutex::default(),
       host_model: OnceLock::new(),
     })))
   }

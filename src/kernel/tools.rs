@@ -227,31 +227,50 @@ impl Kernel {
     Ok(tools)
   }
 
-  /// The tool table of `pid`: what it may see and call.
-  pub fn tool_table(&self, pid: &str) -> Result<Vec<Tool>, SyscallError> {
-    let (listed, image, root) = {
-      let processes = lock(&self.0.processes);
-      let p = processes.get(pid).ok_or_else(|| SyscallError::NotFound(format!("no such process {pid}")))?;
-      (p.tools.clone(), p.image.clone(), p.lineage.first().cloned().unwrap_or_else(|| pid.to_string()))
-    };
-    let mut table: Vec<Tool> = match &listed {
-      None => self.builtin_tools()?.to_vec(),
-      Some(listed) => {
-        let builtins = self.builtin_tools()?;
-        listed
-          .iter()
-          .filter_map(|entry| match entry {
-            ImageTool::Builtin(name) => builtins.iter().find(|t| &t.name == name).cloned(),
-            ImageTool::Module(code) => {
-              let spec = self.tool_host().ok()?.analyze(code).spec?;
-              Tool::from_spec(&spec, Origin::Image, code.clone()).ok()
-            }
-          })
-          .collect()
-      }
-    };
-    let registered = self.0.db.active_tools().map_err(|e| SyscallError::OperationFailed(e.to_string()))?;
-    for row in registered {
+  /// Who `pid` is, as far as its tool table goes: its image's list, its image, its root.
+  fn table_context(&self, pid: &str) -> Result<(Option<Vec<ImageTool>>, String, String), SyscallError> {
+    let processes = lock(&self.0.processes);
+    let p = processes.get(pid).ok_or_else(|| SyscallError::NotFound(format!("no such process {pid}")))?;
+    Ok((p.tools.clone(), p.image.clone(), p.lineage.first().cloned().unwrap_or_else(|| pid.to_string())))
+  }
+
+  /// The tools `listed` by an image (every built-in when `None`), those named `name` only
+  /// when given.
+  fn listed_tools(&self, listed: &Option<Vec<ImageTool>>, name: Option<&str>) -> Result<Vec<Tool>, SyscallError> {
+    let builtins = self.builtin_tools()?;
+    let wanted = |tool: &Tool| name.is_none_or(|name| tool.name == name);
+    Ok(match listed {
+      None => builtins.iter().filter(|t| wanted(t)).cloned().collect(),
+      Some(listed) => listed
+        .iter()
+        .filter_map(|entry| match entry {
+          ImageTool::Builtin(builtin) => builtins.iter().find(|t| &t.name == builtin).cloned(),
+          ImageTool::Module(code) => self.module_tool(code),
+        })
+        .filter(wanted)
+        .collect(),
+    })
+  }
+
+  /// A tool module an image lists, read once per content.
+  fn module_tool(&self, code: &ToolCode) -> Option<Tool> {
+    let key = format!("{}\n{}", code.url, crate::store::blob_hash(code.source.as_bytes()));
+    let mut cache = lock(&self.0.module_tools);
+    if let Some(tool) = cache.get(&key) {
+      return tool.clone();
+    }
+    let spec = self.tool_host().ok()?.analyze(code).spec;
+    let tool = spec.and_then(|spec| Tool::from_spec(&spec, Origin::Image, code.clone()).ok());
+    cache.insert(key, tool.clone());
+    tool
+  }
+
+  /// The JIT tools registered in a scope `pid` is in (named `name` only, when given)
+  /// that no earlier tool of the table already names.
+  fn registered_tools(&self, pid: &str, image: &str, root: &str, name: Option<&str>) -> Result<Vec<Tool>, SyscallError> {
+    let rows = self.0.db.active_tools_named(name).map_err(|e| SyscallError::OperationFailed(e.to_string()))?;
+    let mut tools: Vec<Tool> = Vec::new();
+    for row in rows {
       let scope = match row.scope.as_str() {
         "task" => Scope::Task,
         "image" => Scope::Image,
@@ -260,23 +279,41 @@ impl Kernel {
       let visible = match scope {
         Scope::Process => row.owner == pid,
         Scope::Task => row.root == root,
-        Scope::Image => row.image.as_deref() == Some(image.as_str()),
+        Scope::Image => row.image.as_deref() == Some(image),
       };
-      if !visible || table.iter().any(|t| t.name == row.name) {
+      if !visible || tools.iter().any(|t| t.name == row.name) {
         continue;
       }
       let origin = Origin::Jit { registration: row.id, scope, owner: row.owner.clone(), candidate: row.candidate.id.clone() };
       let code = ToolCode { url: jit_url(&row.candidate.source_hash), source: row.candidate.source.clone() };
       if let Ok(tool) = Tool::from_spec(&row.candidate.spec, origin, code) {
+        tools.push(tool);
+      }
+    }
+    Ok(tools)
+  }
+
+  /// The tool table of `pid`: what it may see and call.
+  pub fn tool_table(&self, pid: &str) -> Result<Vec<Tool>, SyscallError> {
+    let (listed, image, root) = self.table_context(pid)?;
+    let mut table = self.listed_tools(&listed, None)?;
+    for tool in self.registered_tools(pid, &image, &root, None)? {
+      // A registration never shadows a tool of the table.
+      if !table.iter().any(|t| t.name == tool.name) {
         table.push(tool);
       }
     }
     Ok(table)
   }
 
-  /// `pid`'s tool named `name`, if it is in its table.
+  /// `pid`'s tool named `name`, if it is in its table (without building the whole table:
+  /// this is asked on every syscall a tool makes).
   pub(super) fn tool_in_table(&self, pid: &str, name: &str) -> Result<Option<Tool>, SyscallError> {
-    Ok(self.tool_table(pid)?.into_iter().find(|t| t.name == name))
+    let (listed, image, root) = self.table_context(pid)?;
+    if let Some(tool) = self.listed_tools(&listed, Some(name))?.into_iter().next() {
+      return Ok(Some(tool));
+    }
+    Ok(self.registered_tools(pid, &image, &root, Some(name))?.into_iter().next())
   }
 
   pub(super) fn tools_list(&self, pid: &str) -> Result<Value, SyscallError> {

@@ -113,14 +113,19 @@ impl Db {
 
   /// Every registration not revoked, oldest first, with its candidate.
   pub fn active_tools(&self) -> Result<Vec<ToolRow>, StoreError> {
+    self.active_tools_named(None)
+  }
+
+  /// The registrations not revoked, of tools named `name` (all when `None`), oldest first.
+  pub fn active_tools_named(&self, name: Option<&str>) -> Result<Vec<ToolRow>, StoreError> {
     self.read(|conn| {
-      let mut statement = conn.prepare(
+      let mut statement = conn.prepare_cached(
         "SELECT t.id AS tool_id, t.name, t.scope, t.owner, t.root, t.image, t.registered_by, t.registered_ms,
                 c.*, b.data AS source
          FROM tools t JOIN tool_candidates c ON c.id = t.candidate JOIN blobs b ON b.hash = c.source_hash
-         WHERE t.revoked_ms IS NULL ORDER BY t.id",
+         WHERE t.revoked_ms IS NULL AND (?1 IS NULL OR t.name = ?1) ORDER BY t.id",
       )?;
-      let rows = statement.query_map([], |row| {
+      let rows = statement.query_map([name], |row| {
         Ok(ToolRow {
           id: row.get("tool_id")?,
           name: row.get("name")?,
