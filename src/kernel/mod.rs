@@ -165,6 +165,8 @@ struct Inner {
   builtin_tools: OnceLock<Vec<tools::Tool>>,
   /// Tool modules images list, read once per content (`tools::module_tool`).
   module_tools: Mutex<HashMap<String, Option<tools::Tool>>>,
+  /// Tools' input schemas, compiled once (by the schema's hash).
+  input_validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
   /// The host's `--model` as given (recorded in each process's spec for resumes).
   host_model: OnceLock<String>,
 }
@@ -231,6 +233,7 @@ impl Kernel {
       tool_host: OnceLock::new(),
       builtin_tools: OnceLock::new(),
       module_tools: Mutex::default(),
+      input_validators: Mutex::default(),
       host_model: OnceLock::new(),
     })))
   }

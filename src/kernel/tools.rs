@@ -325,7 +325,7 @@ impl Kernel {
   pub(super) async fn tools_call(&self, call: &Trace, name: &str, args: Value) -> Result<Value, SyscallError> {
     let pid = call.pid.as_str();
     let tool = self.tool_in_table(pid, name)?.ok_or_else(|| not_in_table(pid, name))?;
-    check_input(&tool, &args)?;
+    self.check_input(&tool, &args)?;
     let host = self.tool_host()?.clone();
     // Calls of one tool by one process run one at a time (one frame), so one entry each.
     let running = |call: Option<&Trace>| {
@@ -560,10 +560,27 @@ pub(super) fn not_in_table(pid: &str, name: &str) -> SyscallError {
   SyscallError::NotFound(format!("tools.call: there is no tool named {name:?} in the tool table of {pid}; see libos.tools.list()"))
 }
 
-/// Checks `args` against the tool's input schema, naming the first offending field.
-fn check_input(tool: &Tool, args: &Value) -> Result<(), SyscallError> {
-  let validator = jsonschema::validator_for(&tool.input)
-    .map_err(|e| SyscallError::OperationFailed(format!("tool {}: its input schema is invalid: {e}", tool.name)))?;
+impl Kernel {
+  /// Checks `args` against the tool's input schema, naming the first offending fields.
+  /// Each schema is compiled once.
+  fn check_input(&self, tool: &Tool, args: &Value) -> Result<(), SyscallError> {
+    let key = crate::store::blob_hash(tool.input.to_string().as_bytes());
+    let cached = lock(&self.0.input_validators).get(&key).cloned();
+    let validator = match cached {
+      Some(validator) => validator,
+      None => {
+        let compiled = Arc::new(jsonschema::validator_for(&tool.input).map_err(|e| {
+          SyscallError::OperationFailed(format!("tool {}: its input schema is invalid: {e}", tool.name))
+        })?);
+        lock(&self.0.input_validators).insert(key, compiled.clone());
+        compiled
+      }
+    };
+    check_against(&validator, tool, args)
+  }
+}
+
+fn check_against(validator: &jsonschema::Validator, tool: &Tool, args: &Value) -> Result<(), SyscallError> {
   let errors: Vec<String> = validator
     .iter_errors(args)
     .take(5)
