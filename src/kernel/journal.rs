@@ -357,7 +357,7 @@ impl Kernel {
     let digest = super::audit::digest(question.as_bytes());
     let pending = self.open_request(trace, RequestKind::Question, None, question, digest, Some(choices), None, None)?;
     self.note_wait(trace, json!({ "request": pending.id }))?;
-    let answered = self.await_answer(&trace, &pending).await?;
+    let answered = self.await_answer(trace, &pending).await?;
     let by = answered.answered_by.clone().unwrap_or_else(|| "nobody".into());
     match (answered.status.as_str(), answered.answer) {
       ("answered", Some(choice)) => Ok((choice, format!("human {by}, request {}", answered.id))),

@@ -300,7 +300,6 @@ pub fn put_as_human(state_dir: &Path, ns: &str, args: &PutArgs, by: &str, now_ms
 
 #[cfg(test)]
 mod tests {
-  use std::sync::Arc;
 
   use serde_json::json;
 
@@ -308,7 +307,6 @@ mod tests {
   use crate::kernel::capability::Capability;
   use crate::kernel::dispatch::Dispatched;
   use crate::kernel::grant::GrantSource;
-  use crate::kernel::human::HumanMode;
   use crate::kernel::policy::Effect;
   use crate::kernel::policy::Policy;
   use crate::kernel::policy::Rule;
@@ -316,7 +314,6 @@ mod tests {
   use crate::kernel::process::ProcessLimits;
   use crate::kernel::KernelConfig;
   use crate::kernel::ProcessSpec;
-  use crate::provider::clock::SystemClock;
 
   #[test]
   fn namespaces_keys_and_types_are_checked() {
@@ -375,19 +372,7 @@ mod tests {
     for (effect, cap) in rules {
       policy.push(Rule::new(*effect, cap.parse().unwrap(), RuleSource::Cli));
     }
-    std::fs::create_dir_all(dir.join("ws")).unwrap();
-    let kernel = Kernel::open(KernelConfig {
-      workspace: dir.join("ws"),
-      state_dir: dir.join("state"),
-      policy,
-      clock: Arc::new(SystemClock),
-      human: HumanMode::Deny,
-      shell_path: Vec::new(),
-      max_read_bytes: 1 << 20,
-      model: None,
-      default_model: None,
-    })
-    .unwrap();
+    let kernel = Kernel::open(KernelConfig { policy, ..KernelConfig::for_tests(dir) }).unwrap();
     let grants = caps.iter().map(|c| (c.parse::<Capability>().unwrap(), GrantSource::Cli)).collect();
     let pid = kernel
       .spawn_root(ProcessSpec {

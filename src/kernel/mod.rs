@@ -93,6 +93,26 @@ pub struct KernelConfig {
   pub default_model: Option<String>,
 }
 
+#[cfg(test)]
+impl KernelConfig {
+  /// For kernel unit tests: the workspace `dir/ws` (created), the state `dir/state`, an
+  /// empty policy, the host clock, no human, no model.
+  pub(crate) fn for_tests(dir: &std::path::Path) -> KernelConfig {
+    std::fs::create_dir_all(dir.join("ws")).expect("test workspace");
+    KernelConfig {
+      workspace: dir.join("ws"),
+      state_dir: dir.join("state"),
+      policy: Policy::new(),
+      clock: Arc::new(crate::provider::clock::SystemClock),
+      human: HumanMode::Deny,
+      shell_path: Vec::new(),
+      max_read_bytes: 1 << 20,
+      model: None,
+      default_model: None,
+    }
+  }
+}
+
 /// What a new root process starts with.
 pub struct ProcessSpec {
   pub image: String,
@@ -126,6 +146,12 @@ impl Default for Providers {
     Providers { fs: None, shell: Arc::new(HostShell), net: Arc::new(HostNetwork) }
   }
 }
+
+/// When a tool-table answer was looked up: (registrations changed here, SQLite's
+/// data_version for changes by other hosts).
+type ToolsGeneration = (u64, i64);
+/// A tool-table answer for one (pid, name), and when it was looked up.
+type ToolLookup = (ToolsGeneration, Option<tools::Tool>);
 
 struct Inner {
   workspace: Arc<dyn FileSystem>,
@@ -167,6 +193,9 @@ struct Inner {
   module_tools: Mutex<HashMap<String, Option<tools::Tool>>>,
   /// Tools' input schemas, compiled once (by the schema's hash).
   input_validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+  /// `tools::tool_in_table` answers by (pid, name), valid while `tools_generation` holds.
+  tool_lookups: Mutex<HashMap<(String, String), ToolLookup>>,
+  tools_generation: AtomicU64,
   /// The host's `--model` as given (recorded in each process's spec for resumes).
   host_model: OnceLock<String>,
 }
@@ -234,6 +263,8 @@ impl Kernel {
       builtin_tools: OnceLock::new(),
       module_tools: Mutex::default(),
       input_validators: Mutex::default(),
+      tool_lookups: Mutex::default(),
+      tools_generation: AtomicU64::new(0),
       host_model: OnceLock::new(),
     })))
   }

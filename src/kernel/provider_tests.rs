@@ -10,8 +10,6 @@ use serde_json::Value;
 use super::dispatch::Dispatched;
 use super::error::SyscallError;
 use super::grant::GrantSource;
-use super::human::HumanMode;
-use super::policy::Policy;
 use super::process::ProcessLimits;
 use super::Kernel;
 use super::KernelConfig;
@@ -25,20 +23,11 @@ use crate::provider::recording::FsOp;
 use crate::provider::recording::RecordingFs;
 
 fn config(dir: &Path, clock: Arc<dyn Clock>) -> KernelConfig {
+  let config = KernelConfig { clock, ..KernelConfig::for_tests(dir) };
   std::fs::create_dir_all(dir.join("ws/data")).unwrap();
   std::fs::write(dir.join("ws/data/a.txt"), "alpha").unwrap();
   std::fs::write(dir.join("ws/secret.txt"), "no").unwrap();
-  KernelConfig {
-    workspace: dir.join("ws"),
-    state_dir: dir.join("state"),
-    policy: Policy::new(),
-    clock,
-    human: HumanMode::Deny,
-    shell_path: Vec::new(),
-    max_read_bytes: 1 << 20,
-    model: None,
-    default_model: None,
-  }
+  config
 }
 
 fn start(kernel: &Kernel, dir: &Path, caps: &[&str]) -> String {
@@ -91,7 +80,7 @@ fn a_recording_filesystem_changes_no_decision_and_sees_no_denied_operation() {
 
   let dir = tempfile::tempdir().unwrap();
   let cfg = config(dir.path(), Arc::new(SystemClock));
-  let recording = Arc::new(RecordingFs::new(Workspace::open(&cfg.workspace, &[cfg.state_dir.clone()]).unwrap()));
+  let recording = Arc::new(RecordingFs::new(Workspace::open(&cfg.workspace, std::slice::from_ref(&cfg.state_dir)).unwrap()));
   let kernel = Kernel::open_with(cfg, Providers { fs: Some(recording.clone()), ..Providers::default() }).unwrap();
   let pid = start(&kernel, dir.path(), &caps);
   let recorded = session(&kernel, &pid);

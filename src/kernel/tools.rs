@@ -309,11 +309,31 @@ impl Kernel {
   /// `pid`'s tool named `name`, if it is in its table (without building the whole table:
   /// this is asked on every syscall a tool makes).
   pub(super) fn tool_in_table(&self, pid: &str, name: &str) -> Result<Option<Tool>, SyscallError> {
-    let (listed, image, root) = self.table_context(pid)?;
-    if let Some(tool) = self.listed_tools(&listed, Some(name))?.into_iter().next() {
-      return Ok(Some(tool));
+    // One `tools.call` asks several times (invocation, policy, journal, the call itself,
+    // then each of the tool's syscalls): answers hold until a registration changes here
+    // (the local count) or another `alos` commits anything (SQLite's data_version).
+    let key = (pid.to_string(), name.to_string());
+    let local = self.0.tools_generation.load(std::sync::atomic::Ordering::SeqCst);
+    let others = self.0.db.data_version().map_err(|e| SyscallError::OperationFailed(e.to_string()))?;
+    let generation = (local, others);
+    if let Some((seen, tool)) = lock(&self.0.tool_lookups).get(&key) {
+      if *seen == generation {
+        return Ok(tool.clone());
+      }
     }
-    Ok(self.registered_tools(pid, &image, &root, Some(name))?.into_iter().next())
+    let (listed, image, root) = self.table_context(pid)?;
+    let tool = match self.listed_tools(&listed, Some(name))?.into_iter().next() {
+      Some(tool) => Some(tool),
+      None => self.registered_tools(pid, &image, &root, Some(name))?.into_iter().next(),
+    };
+    lock(&self.0.tool_lookups).insert(key, (generation, tool.clone()));
+    Ok(tool)
+  }
+
+  /// Forgets every table lookup: a registration was added or revoked.
+  fn tables_changed(&self) {
+    self.0.tools_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    lock(&self.0.tool_lookups).clear();
   }
 
   pub(super) fn tools_list(&self, pid: &str) -> Result<Value, SyscallError> {
@@ -505,6 +525,7 @@ impl Kernel {
       .db
       .register_tool(&name, scope.as_str(), pid, &root, Some(&image), candidate, decided_by, self.0.clock.now_ms())
       .map_err(|e| SyscallError::OperationFailed(e.to_string()))?;
+    self.tables_changed();
     self.announce_tools(pid, json!({ "registered": name, "scope": scope }));
     if let (Ok(Some(tool)), Ok(host)) = (self.tool_in_table(pid, &name), self.tool_host()) {
       host.prewarm(self.clone(), frame_id(pid, &name), tool.code.clone());
@@ -527,6 +548,7 @@ impl Kernel {
       });
     }
     self.0.db.revoke_tool(*registration, self.0.clock.now_ms()).map_err(|e| SyscallError::OperationFailed(e.to_string()))?;
+    self.tables_changed();
     if let Some(host) = self.0.tool_host.get() {
       host.release(pid);
     }
@@ -607,4 +629,83 @@ pub enum ImageTool {
 /// unless a rule says otherwise.
 pub(super) fn call_request(name: &str) -> Request {
   Request::new(Kind::ToolCall, name)
+}
+
+#[cfg(test)]
+mod tests {
+  use std::path::Path;
+
+  use super::*;
+  use crate::kernel::grant::GrantSource;
+  use crate::kernel::process::ProcessLimits;
+  use crate::kernel::KernelConfig;
+  use crate::kernel::ProcessSpec;
+  use crate::store::tools::CandidateRow;
+
+  /// A host with no built-in tools that never runs one: the table alone is under test.
+  struct NoTools;
+
+  impl ToolHost for NoTools {
+    fn builtins(&self) -> Vec<ToolCode> {
+      Vec::new()
+    }
+    fn analyze(&self, _: &ToolCode) -> Analyzed {
+      Analyzed::default()
+    }
+    fn test(&self, _: ToolCode, _: Value) -> ToolFuture<Tested> {
+      Box::pin(std::future::ready(Tested { passed: 0, failed: 0, results: json!([]) }))
+    }
+    fn call(&self, _: Kernel, _: String, _: Arc<ToolCode>, _: Value) -> ToolFuture<Result<Value, SyscallError>> {
+      Box::pin(std::future::ready(Err(SyscallError::OperationFailed("no tools here".into()))))
+    }
+    fn prewarm(&self, _: Kernel, _: String, _: Arc<ToolCode>) {}
+    fn human_wait(&self, _: &str, _: bool) {}
+    fn release(&self, _: &str) {}
+  }
+
+  fn kernel(dir: &Path) -> Kernel {
+    let kernel = Kernel::open(KernelConfig::for_tests(dir)).unwrap();
+    kernel.set_tool_host(Arc::new(NoTools));
+    kernel
+  }
+
+  /// Two `alos` hosts on one state directory: a registration (or a revocation) committed
+  /// by one is seen by the other's next lookup, even after that one answered from cache.
+  #[test]
+  fn a_lookup_sees_registrations_committed_by_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (here, there) = (kernel(dir.path()), kernel(dir.path()));
+    let spec = ProcessSpec {
+      image: "team@1.0.0".into(),
+      entry: dir.path().join("ws/main.ts"),
+      args: Vec::new(),
+      goal: None,
+      grants: vec![("fs.read".parse().unwrap(), GrantSource::Cli)],
+      limits: ProcessLimits::default(),
+      tools: None,
+    };
+    let pid = here.spawn_root(spec).unwrap();
+    assert!(here.tool_in_table(&pid, "shared_tool").unwrap().is_none());
+
+    // Another host registers an image-scoped tool for the same image.
+    let source = "export default 1;";
+    let db = &there.0.db;
+    db.put_candidate(&CandidateRow {
+      id: "c-1".into(),
+      proposer: "pother".into(),
+      spec: json!({ "name": "shared_tool", "description": "d", "input": { "type": "object" } }),
+      source: source.into(),
+      source_hash: crate::store::blob_hash(source.as_bytes()),
+      report: json!({}),
+      passed: true,
+      created_ms: 1,
+    })
+    .unwrap();
+    let id = db.register_tool("shared_tool", "image", "pother", "pother", Some("team@1.0.0"), "c-1", "test", 2).unwrap();
+    assert_eq!(here.tool_in_table(&pid, "shared_tool").unwrap().map(|t| t.name), Some("shared_tool".to_string()));
+
+    // ... and revokes it: the next lookup here no longer finds it.
+    assert!(db.revoke_tool(id, 3).unwrap());
+    assert!(here.tool_in_table(&pid, "shared_tool").unwrap().is_none());
+  }
 }

@@ -218,6 +218,12 @@ impl Db {
     Ok(value)
   }
 
+  /// Changes whenever another connection (another `alos`) commits to the database: a
+  /// cheap way to know that something read before may be stale.
+  pub fn data_version(&self) -> Result<i64, StoreError> {
+    self.read(|c| c.query_row("PRAGMA data_version", [], |r| r.get(0)))
+  }
+
   pub(super) fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
     f(&self.conn()).map_err(|source| StoreError::Sqlite { path: self.path.clone(), source })
   }

@@ -213,7 +213,7 @@ fn a_journal_from_another_script_version_fails_clearly() {
   host.wait().unwrap();
   agent.sandbox.cmd(&["approve", request["id"].as_str().unwrap(), "--once"]).expect_code(0);
   // The script changes while its process is down: the journal no longer matches.
-  agent.sandbox.write("agent.ts", &AGENT.replace("out/start.txt", "out/other.txt"));
+  agent.sandbox.write("agent.ts", AGENT.replace("out/start.txt", "out/other.txt"));
   let pid = agent.root_pid();
   let resumed = agent.sandbox.cmd(&["resume", &pid]);
   resumed.expect_code(1).stderr_has("diverged from its journal").stderr_has("fs.writeText");
