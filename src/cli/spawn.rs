@@ -17,8 +17,6 @@ use super::run::with_kernel;
 use super::run::HostFlags;
 use super::usage_error;
 use crate::kernel::capability::Capability;
-use crate::kernel::grant::GrantSource;
-use crate::kernel::image::within;
 use crate::kernel::image::Image;
 use crate::kernel::process::ExitStatus;
 use crate::kernel::ProcessSpec;
@@ -98,17 +96,11 @@ pub fn spawn(args: SpawnArgs) -> u8 {
       }
     }
   }
-  let (mut grants, policy) = match image.authorize(&flags.allow, policy) {
+  let model = flags.model.as_ref().and_then(model_capability);
+  let (grants, policy) = match image.authorize(&flags.allow, model, policy) {
     Ok(authority) => authority,
     Err(e) => return usage_error(e),
   };
-  // Choosing the model is choosing what the agent may call: the host's model is granted
-  // when the image's ceiling allows it (as an --allow of it would be).
-  if let Some(capability) = flags.model.as_ref().and_then(model_capability) {
-    if within(&image.manifest.ceiling, &capability) && !grants.iter().any(|(held, _)| held.includes(&capability)) {
-      grants.push((capability, GrantSource::Cli));
-    }
-  }
 
   let limits = &image.manifest.limits;
   let show_duration = |d: Duration| humantime::format_duration(d).to_string();

@@ -511,7 +511,15 @@ impl Image {
   /// image's grants plus `allow`, and `policy` with the image's rules. Anything beyond
   /// the capability ceiling — an `allow`, or an allow rule of the policy — is refused,
   /// never silently widened.
-  pub fn authorize(&self, allow: &[Capability], mut policy: Policy) -> Result<(Vec<(Capability, GrantSource)>, Policy), String> {
+  /// `model`: the capability of the host's model (`--model`, or the image's own): choosing
+  /// the model is choosing what the agent may call, so it is granted like an `--allow`,
+  /// but only when the ceiling allows it (otherwise the agent's call is refused, naming it).
+  pub fn authorize(
+    &self,
+    allow: &[Capability],
+    model: Option<Capability>,
+    mut policy: Policy,
+  ) -> Result<(Vec<(Capability, GrantSource)>, Policy), String> {
     let (id, ceiling) = (self.id(), &self.manifest.ceiling);
     let outside: Vec<String> = allow.iter().filter(|c| !within(ceiling, c)).map(|c| format!("--allow {c}")).collect();
     if !outside.is_empty() {
@@ -528,7 +536,11 @@ impl Image {
     policy.extend(self.rules());
     let image = self.manifest.grant.iter().map(|c| (c.clone(), GrantSource::Image(id.clone())));
     let cli = allow.iter().map(|c| (c.clone(), GrantSource::Cli));
-    Ok((image.chain(cli).collect(), policy))
+    let mut grants: Vec<(Capability, GrantSource)> = image.chain(cli).collect();
+    if let Some(model) = model.filter(|m| within(ceiling, m) && !grants.iter().any(|(held, _)| held.includes(m))) {
+      grants.push((model, GrantSource::Cli));
+    }
+    Ok((grants, policy))
   }
 }
 
@@ -743,7 +755,10 @@ retries = 3
       image.rules(),
       [Rule::new(Effect::Deny, cap("fs.read:secrets/**"), source.clone()), Rule::new(Effect::Ask, cap("fs.write:**"), source)]
     );
-    assert_eq!(image.authorize(&[], Policy::default()).unwrap().0, [(cap("fs.read:**"), GrantSource::Image("coding-agent@1.0.0".into()))]);
+    assert_eq!(image.authorize(&[], None, Policy::default()).unwrap().0, [(cap("fs.read:**"), GrantSource::Image("coding-agent@1.0.0".into()))]);
+    // The host's model is granted only within the ceiling (this one holds no model:).
+    let with_model = image.authorize(&[], Some(cap("model:openai/gpt-4o-mini")), Policy::default()).unwrap().0;
+    assert_eq!(with_model.len(), 1, "a model outside the ceiling is not granted: {with_model:?}");
     let missing = Image::load(&dir.path().join("nope.toml")).unwrap_err();
     assert!(missing.to_string().contains("cannot read"), "{missing}");
   }
