@@ -45,6 +45,8 @@ use std::time::Instant;
 mod common;
 
 use common::bench_dir;
+use common::cli_grants;
+use common::open_kernel;
 use common::deno_binary;
 use common::deno_version;
 use common::io;
@@ -54,21 +56,15 @@ use common::Fig;
 use common::Res;
 use common::Table;
 
-use alos::engine::launcher::DEFAULT_MAX_ISOLATES;
-use alos::engine::IsolateLauncher;
-use alos::engine::IsolateLimits;
 use alos::kernel::audit;
 use alos::kernel::audit::Actor;
 use alos::kernel::audit::AuditLog;
 use alos::kernel::audit::Entry;
 use alos::kernel::audit::Verdict;
-use alos::kernel::grant::GrantSource;
 use alos::kernel::human::HumanMode;
-use alos::kernel::policy::Policy;
 use alos::kernel::process::ExitStatus;
 use alos::kernel::process::ProcessLimits;
 use alos::kernel::Kernel;
-use alos::kernel::KernelConfig;
 use alos::kernel::ProcessSpec;
 use alos::provider::clock::rfc3339;
 use alos::provider::clock::Clock;
@@ -624,29 +620,14 @@ fn open_host(name: &str) -> Res<Host> {
   for (file, text) in [("wait.ts", WAIT_SCRIPT), ("warm.ts", WARM_SCRIPT), ("cold.ts", COLD_SCRIPT), ("live.ts", LIVE_SCRIPT)] {
     std::fs::write(workspace.join(file), text).map_err(io)?;
   }
-  let kernel = Kernel::open(KernelConfig {
-    workspace: workspace.clone(),
-    state_dir: state_dir.clone(),
-    policy: Policy::default(),
-    clock: Arc::new(SystemClock),
-    human: HumanMode::Queue,
-    shell_path: vec![],
-    max_read_bytes: 64 << 20,
-    model: None,
-    default_model: None,
-  })?;
-  let limits = IsolateLimits { heap_bytes: None, wall_time: None };
-  kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, &[], DEFAULT_MAX_ISOLATES)));
+  let kernel = open_kernel(&workspace, &state_dir, HumanMode::Queue)?;
   let db = Arc::new(Db::open(&state_dir).map_err(|e| e.to_string())?);
   Ok(Host { kernel, db, state_dir, workspace, _dir: dir })
 }
 
 impl Host {
   fn start(&self, script: &str, caps: &[&str]) -> Res<String> {
-    let grants = caps
-      .iter()
-      .map(|c| c.parse().map(|cap| (cap, GrantSource::Cli)).map_err(|e| format!("{c}: {e}")))
-      .collect::<Res<Vec<_>>>()?;
+    let grants = cli_grants(caps)?;
     self.kernel.start_root(ProcessSpec {
       image: script.to_string(),
       entry: self.workspace.join(script),

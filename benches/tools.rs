@@ -52,30 +52,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
-use alos::engine::launcher::DEFAULT_MAX_ISOLATES;
 use alos::engine::tool::ToolIsolate;
 use alos::engine::tool::ToolLimits;
 use alos::engine::tool::ToolSource;
 use alos::engine::tool_host::EngineToolHost;
 use alos::engine::tool_host::TOOL_HEAP_BYTES;
 use alos::engine::tool_host::TOOL_MAX_RESULT_BYTES;
-use alos::engine::IsolateLauncher;
-use alos::engine::IsolateLimits;
-use alos::kernel::grant::GrantSource;
 use alos::kernel::human::HumanMode;
-use alos::kernel::policy::Policy;
 use alos::kernel::process::ExitStatus;
 use alos::kernel::process::ProcessLimits;
-use alos::kernel::Kernel;
-use alos::kernel::KernelConfig;
 use alos::kernel::ProcessSpec;
-use alos::provider::clock::SystemClock;
 use alos_ops::Broker;
 use alos_ops::ErrorClass;
 use alos_ops::Fault;
 use alos_ops::PendingReply;
 use alos_ops::Reply;
 use common::bench_dir;
+use common::cli_grants;
+use common::open_kernel;
 use common::deno_binary;
 use common::deno_version;
 use common::io;
@@ -686,24 +680,9 @@ fn e2e_figures(text: &str, cold: usize, calls: usize) -> Res<E2eFigures> {
   std::fs::write(workspace.join("bench.ts"), e2e_script(text, cold, calls)).map_err(io)?;
   std::fs::write(workspace.join("child.ts"), e2e_child(text)).map_err(io)?;
   // A kernel as `alos run --human deny` opens it, with the CLI's tool limits.
-  let kernel = Kernel::open(KernelConfig {
-    workspace: workspace.clone(),
-    state_dir,
-    policy: Policy::default(),
-    clock: Arc::new(SystemClock),
-    human: HumanMode::Deny,
-    shell_path: vec![],
-    max_read_bytes: 64 << 20,
-    model: None,
-    default_model: None,
-  })?;
-  let limits = IsolateLimits { heap_bytes: None, wall_time: None };
-  kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, &[], DEFAULT_MAX_ISOLATES)));
+  let kernel = open_kernel(&workspace, &state_dir, HumanMode::Deny)?;
   kernel.set_tool_host(Arc::new(EngineToolHost::new(tool_limits())));
-  let grants = ["tool.register", "proc.spawn", "fs.read:data/**"]
-    .iter()
-    .map(|c| c.parse().map(|cap| (cap, GrantSource::Cli)).map_err(|e| format!("{c}: {e}")))
-    .collect::<Res<Vec<_>>>()?;
+  let grants = cli_grants(&["tool.register", "proc.spawn", "fs.read:data/**"])?;
   let began = Instant::now();
   let pid = kernel.start_root(ProcessSpec {
     image: "bench.ts".into(),

@@ -1,14 +1,52 @@
 //! What the benchmarks share (`mod common;` in each of `benches/*.rs`): environment
-//! knobs, where temporary state goes, the Deno peer's binary, percentiles, and the
-//! markdown table of alos figures beside peers measured in the same run.
+//! knobs, where temporary state goes, the kernel as the CLI opens it, the Deno peer's
+//! binary, percentiles, and the markdown table of alos figures beside peers measured in
+//! the same run.
 
 // Each benchmark uses only some of these.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
+
+use alos::engine::launcher::DEFAULT_MAX_ISOLATES;
+use alos::engine::IsolateLauncher;
+use alos::engine::IsolateLimits;
+use alos::kernel::capability::Capability;
+use alos::kernel::grant::GrantSource;
+use alos::kernel::human::HumanMode;
+use alos::kernel::policy::Policy;
+use alos::kernel::Kernel;
+use alos::kernel::KernelConfig;
+use alos::provider::clock::SystemClock;
 
 pub type Res<T> = Result<T, String>;
+
+/// A kernel over `workspace` and `state_dir` as `alos run` opens it (default policy, the
+/// host clock, no model, no isolate limits), with the engine's launcher installed.
+pub fn open_kernel(workspace: &Path, state_dir: &Path, human: HumanMode) -> Res<Kernel> {
+  let kernel = Kernel::open(KernelConfig {
+    workspace: workspace.to_path_buf(),
+    state_dir: state_dir.to_path_buf(),
+    policy: Policy::default(),
+    clock: Arc::new(SystemClock),
+    human,
+    shell_path: vec![],
+    max_read_bytes: 64 << 20,
+    model: None,
+    default_model: None,
+  })?;
+  let limits = IsolateLimits { heap_bytes: None, wall_time: None };
+  kernel.set_launcher(Arc::new(IsolateLauncher::new(limits, &[], DEFAULT_MAX_ISOLATES)));
+  Ok(kernel)
+}
+
+/// `--allow` grants of `caps`.
+pub fn cli_grants(caps: &[&str]) -> Res<Vec<(Capability, GrantSource)>> {
+  caps.iter().map(|c| c.parse().map(|cap| (cap, GrantSource::Cli)).map_err(|e| format!("{c}: {e}"))).collect()
+}
 
 /// A numeric environment knob (`_` separators allowed), or `default`.
 pub fn knob(name: &str, default: usize) -> usize {
